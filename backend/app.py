@@ -1,0 +1,120 @@
+"""Build the Starlette app: routes, middleware (CORS, body limit, request context), lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.templating import Jinja2Templates
+
+from backend import db, http
+from backend.errors import MailsyncError
+from backend.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from backend.routes import health
+from backend.security import Signer, Vault
+from backend.settings import Settings, load_settings
+from backend.worker import run_worker as worker_loop
+
+log = logging.getLogger("mailsync.app")
+
+# Kommo serves the widget from the account's own subdomain on these three domains (ARCHITECTURE §3).
+CORS_ORIGIN_REGEX = r"https://[a-z0-9][a-z0-9-]*(\.[a-z0-9][a-z0-9-]*)*\.(kommo\.com|amocrm\.com|amocrm\.ru)"
+TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+
+
+@dataclass
+class Services:
+    """What routes and workers share for the life of the process."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    vault: Vault
+    signer: Signer
+    http: httpx2.AsyncClient
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    engine: AsyncEngine | None = None,
+    http_client: httpx2.AsyncClient | None = None,
+    run_worker: bool = False,
+) -> Starlette:
+    settings = settings or load_settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        own_engine = engine or db.create_engine(settings.database_url)
+        client = http_client or http.build_client()
+        app.state.services = Services(
+            settings=settings, engine=own_engine, sessions=db.session_factory(own_engine),
+            vault=Vault(settings.encryption_keys), signer=Signer(settings.secret_key), http=client)
+        if settings.sandbox_mode:
+            log.info("no KOMMO_CLIENT_ID/KOMMO_CLIENT_SECRET: running in sandbox mode")
+        stop = asyncio.Event()
+        worker = (asyncio.create_task(worker_loop(stop, concurrency=settings.worker_concurrency))
+                  if run_worker else None)
+        try:
+            yield
+        finally:
+            stop.set()
+            if worker is not None:
+                await worker
+            if http_client is None:
+                await client.aclose()
+            if engine is None:
+                await own_engine.dispose()
+
+    app = Starlette(
+        routes=[*health.routes],
+        middleware=[
+            Middleware(RequestContextMiddleware),
+            Middleware(CORSMiddleware, allow_origin_regex=CORS_ORIGIN_REGEX,
+                       allow_methods=["GET", "POST", "PUT", "DELETE"],
+                       allow_headers=["X-Auth-Token", "Content-Type"], max_age=600),
+            Middleware(BodyLimitMiddleware),
+        ],
+        exception_handlers={
+            MailsyncError: _mailsync_error, HTTPException: _http_error, Exception: _crash},
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    return app
+
+
+async def _mailsync_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, MailsyncError)
+    if exc.status_code >= 500:
+        log.error("%s: %s", exc.code, exc.message)
+    return JSONResponse(exc.to_body(), status_code=exc.status_code)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return JSONResponse({"error": {"code": code, "message": exc.detail}},
+                        status_code=exc.status_code, headers=exc.headers)
+
+
+async def _crash(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error")
+    return JSONResponse({"error": {"code": "internal_error", "message": "Internal server error"}},
+                        status_code=500)

@@ -1,0 +1,165 @@
+"""`mailsync` commands (ARCHITECTURE §5)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from datetime import datetime
+from typing import Any
+
+from backend import db, migrations, repository
+from backend.errors import MailsyncError
+from backend.logs import configure_logging
+from backend.models import utcnow
+from backend.security import Vault, new_fernet_key
+from backend.settings import Settings, load_settings
+
+log = logging.getLogger("mailsync.cli")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    configure_logging()
+    try:
+        settings = load_settings()
+        return args.handler(settings, args)
+    except MailsyncError as exc:
+        print(f"mailsync: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mailsync", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser("serve", help="migrate, then run the web server (and a worker)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--no-worker", action="store_true", help="web only (scale-out)")
+    serve.set_defaults(handler=cmd_serve)
+    commands.add_parser("worker", help="run a job worker").set_defaults(handler=cmd_worker)
+    commands.add_parser("migrate", help="bring the database to head").set_defaults(
+        handler=cmd_migrate)
+    accounts = commands.add_parser("accounts", help="list accounts with token health")
+    accounts.add_argument("--json", action="store_true", help="one JSON object per line")
+    accounts.set_defaults(handler=cmd_accounts)
+    rotate = commands.add_parser("rotate-keys", help="re-encrypt every secret with the newest key")
+    rotate.add_argument("--new-key", action="store_true",
+                        help="only print a new key to put first in ENCRYPTION_KEYS")
+    rotate.set_defaults(handler=cmd_rotate_keys)
+    return parser
+
+
+def _with_engine(
+    settings: Settings, body: Callable[[Any], Coroutine[Any, Any, int]]
+) -> int:
+    async def run() -> int:
+        engine = db.create_engine(settings.database_url)
+        try:
+            return await body(engine)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    async def body(engine: Any) -> int:
+        await migrations.upgrade(engine)
+        current, _ = await migrations.current_and_head(engine)
+        print(f"database at revision {current}")
+        return 0
+
+    return _with_engine(settings, body)
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from backend.app import create_app
+
+    cmd_migrate(settings, args)
+    app = create_app(settings, run_worker=not args.no_worker)
+    uvicorn.run(app, host=args.host, port=args.port, log_config=None, proxy_headers=True,
+                server_header=False)
+    return 0
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from backend.worker import run_worker
+
+    async def run() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await run_worker(stop, concurrency=settings.worker_concurrency)
+        return 0
+
+    return asyncio.run(run())
+
+
+def cmd_accounts(settings: Settings, args: argparse.Namespace) -> int:
+    async def body(engine: Any) -> int:
+        rows = []
+        async with db.session_factory(engine)() as session:
+            for account in await repository.list_all_accounts(session):
+                token = await repository.get_kommo_token_row(session, account.id)
+                esp = await repository.get_esp_connection(session, account.id)
+                stats = await repository.account_stats(session, account.id)
+                rows.append({
+                    "account_id": account.id, "host": account.host, "status": account.status,
+                    "token": _token_health(token.expires_at if token else None),
+                    "esp": esp.kind if esp else None,
+                    "pending_jobs": stats.pending_jobs, "dead_jobs": stats.failed_jobs})
+        _print_accounts(rows, as_json=args.json)
+        return 0
+
+    return _with_engine(settings, body)
+
+
+def _token_health(expires_at: datetime | None) -> str:
+    if expires_at is None:
+        return "missing"
+    seconds = (expires_at - utcnow()).total_seconds()
+    return "expired" if seconds <= 0 else f"valid {int(seconds // 60)} min"
+
+
+def _print_accounts(rows: list[dict[str, Any]], *, as_json: bool) -> None:
+    if as_json:
+        for row in rows:
+            print(json.dumps(row))
+        return
+    if not rows:
+        print("no accounts installed")
+        return
+    columns = list(rows[0])
+    widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in columns]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for row in rows:
+        print("  ".join(str(row[c]).ljust(w) for c, w in zip(columns, widths, strict=True)))
+
+
+def cmd_rotate_keys(settings: Settings, args: argparse.Namespace) -> int:
+    if args.new_key:
+        print(new_fernet_key())
+        return 0
+
+    async def body(engine: Any) -> int:
+        vault = Vault(settings.encryption_keys)
+        async with db.session_factory(engine)() as session, session.begin():
+            count = await repository.rotate_encrypted_secrets(session, vault)
+        print(f"re-encrypted {count} secrets with the newest key")
+        return 0
+
+    return _with_engine(settings, body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""SQLModel tables (ARCHITECTURE §6).
+
+Columns ending in `_enc` hold Fernet ciphertext (see `security.Vault`); `ENCRYPTED_COLUMNS` lists
+them all so `mailsync rotate-keys` can re-encrypt every stored secret. Timestamps are stored as
+naive UTC and come back timezone-aware, identically on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator):
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given for a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def _ts(*, nullable: bool = True, default: bool = False) -> Any:
+    if default:
+        return Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=nullable)
+    return Field(default=None, sa_type=UTCDateTime, nullable=nullable)
+
+
+def _json() -> Any:
+    return Field(default_factory=dict, sa_type=sa.JSON, nullable=False)
+
+
+class AccountStatus:
+    ACTIVE = "active"
+    NEEDS_REAUTH = "needs_reauth"
+    DISCONNECTED = "disconnected"
+
+
+class Account(SQLModel, table=True):
+    id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    host: str = Field(max_length=255)
+    subdomain: str = Field(default="", max_length=255)
+    name: str = Field(default="", max_length=255)
+    status: str = Field(default=AccountStatus.ACTIVE, max_length=20)
+    hook_key: str = Field(max_length=64, unique=True)
+    kommo_webhook_registered: bool = Field(default=False)
+    installed_at: datetime = _ts(nullable=False, default=True)
+    last_activity_at: datetime | None = _ts()
+
+
+class KommoToken(SQLModel, table=True):
+    __tablename__ = "kommo_token"
+
+    account_id: int = Field(primary_key=True, foreign_key="account.id", ondelete="CASCADE")
+    access_token_enc: str = Field(sa_type=sa.Text)
+    refresh_token_enc: str = Field(sa_type=sa.Text)
+    expires_at: datetime = _ts(nullable=False)
+    refreshed_at: datetime = _ts(nullable=False, default=True)
+
+
+class EspConnection(SQLModel, table=True):
+    __tablename__ = "esp_connection"
+
+    account_id: int = Field(primary_key=True, foreign_key="account.id", ondelete="CASCADE")
+    kind: str = Field(max_length=20)
+    api_key_enc: str = Field(sa_type=sa.Text)
+    label: str = Field(default="", max_length=255)
+    list_id: str | None = Field(default=None, max_length=64)
+    list_name: str | None = Field(default=None, max_length=255)
+    dc: str | None = Field(default=None, max_length=16)
+    classic: bool = Field(default=False)
+    webhook_id: str | None = Field(default=None, max_length=64)
+    webhook_secret_enc: str | None = Field(default=None, sa_type=sa.Text)
+    hook_key: str = Field(max_length=64, unique=True)
+    connected_at: datetime = _ts(nullable=False, default=True)
+
+
+class MappingRule(SQLModel, table=True):
+    __tablename__ = "mapping_rule"
+    __table_args__ = (sa.UniqueConstraint("account_id", "pipeline_id", "status_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", ondelete="CASCADE", index=True)
+    pipeline_id: int
+    status_id: int
+    action: str = Field(max_length=20)
+    segment_id: str | None = Field(default=None, max_length=255)
+
+
+class AccountOptions(SQLModel, table=True):
+    __tablename__ = "account_options"
+
+    account_id: int = Field(primary_key=True, foreign_key="account.id", ondelete="CASCADE")
+    options: dict = _json()
+
+
+class ContactState(SQLModel, table=True):
+    __tablename__ = "contact_state"
+    __table_args__ = (
+        sa.UniqueConstraint("account_id", "contact_id"),
+        sa.Index("ix_contact_state_account_email", "account_id", "email"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", ondelete="CASCADE")
+    contact_id: int
+    email: str | None = Field(default=None, max_length=320)
+    esp_subscriber_id: str | None = Field(default=None, max_length=64)
+    esp_status: str | None = Field(default=None, max_length=32)
+    segments: list = Field(default_factory=list, sa_type=sa.JSON, nullable=False)
+    lead_id: int | None = None
+    fields_hash: str | None = Field(default=None, max_length=64)
+    last_synced_at: datetime | None = _ts()
+    last_error: str | None = Field(default=None, sa_type=sa.Text)
+
+
+class InboxEvent(SQLModel, table=True):
+    __tablename__ = "inbox_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=20)
+    account_id: int = Field(foreign_key="account.id", ondelete="CASCADE", index=True)
+    dedupe_key: str = Field(max_length=255, unique=True)
+    body: str = Field(sa_type=sa.Text)
+    received_at: datetime = _ts(nullable=False, default=True)
+    handled_at: datetime | None = _ts()
+
+
+class JobState:
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    DEAD = "dead"
+
+
+class Job(SQLModel, table=True):
+    __table_args__ = (
+        # A coalesce key is unique among pending jobs only: a running job may have a pending twin.
+        sa.Index(
+            "ux_job_pending_coalesce_key", "coalesce_key", unique=True,
+            sqlite_where=sa.text("state = 'pending'"),
+            postgresql_where=sa.text("state = 'pending'"),
+        ),
+        sa.Index("ix_job_state_run_at", "state", "run_at"),
+        sa.Index("ix_job_account_state", "account_id", "state"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", ondelete="CASCADE")
+    kind: str = Field(max_length=32)
+    coalesce_key: str = Field(max_length=255)
+    payload: dict = _json()
+    state: str = Field(default=JobState.PENDING, max_length=10)
+    run_at: datetime = _ts(nullable=False, default=True)
+    attempts: int = 0
+    last_error: str | None = Field(default=None, sa_type=sa.Text)
+    lease_until: datetime | None = _ts()
+    created_at: datetime = _ts(nullable=False, default=True)
+    finished_at: datetime | None = _ts()
+
+
+class Activity(SQLModel, table=True):
+    __table_args__ = (sa.Index("ix_activity_account_id_desc", "account_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", ondelete="CASCADE")
+    at: datetime = _ts(nullable=False, default=True)
+    direction: str = Field(max_length=10)
+    lead_id: int | None = None
+    contact_id: int | None = None
+    email: str | None = Field(default=None, max_length=320)
+    summary: str = Field(sa_type=sa.Text)
+    outcome: str = Field(max_length=10)
+    detail: str | None = Field(default=None, sa_type=sa.Text)
+
+
+class RateBucket(SQLModel, table=True):
+    """A token bucket shared by every process of the deployment (`ratelimit.py`)."""
+
+    __tablename__ = "rate_bucket"
+
+    key: str = Field(primary_key=True, max_length=255)
+    tokens: float
+    updated_at: float
+
+
+# Every stored secret, by table: `mailsync rotate-keys` re-encrypts exactly these columns.
+ENCRYPTED_COLUMNS: dict[type[SQLModel], tuple[str, ...]] = {
+    KommoToken: ("access_token_enc", "refresh_token_enc"),
+    EspConnection: ("api_key_enc", "webhook_secret_enc"),
+}

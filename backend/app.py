@@ -23,7 +23,7 @@ from starlette.templating import Jinja2Templates
 from backend import db, http
 from backend.errors import MailsyncError
 from backend.middleware import BodyLimitMiddleware, RequestContextMiddleware
-from backend.routes import health
+from backend.routes import admin, health, oauth, provider, webhooks, widget_api
 from backend.security import Signer, Vault
 from backend.settings import Settings, load_settings
 from backend.worker import run_worker as worker_loop
@@ -84,7 +84,8 @@ def create_app(
                 await own_engine.dispose()
 
     app = Starlette(
-        routes=[*health.routes],
+        routes=[*health.routes, *oauth.routes, *widget_api.routes, *provider.routes,
+                *webhooks.routes, *admin.routes],
         middleware=[
             Middleware(RequestContextMiddleware),
             Middleware(CORSMiddleware, allow_origin_regex=CORS_ORIGIN_REGEX,

@@ -21,6 +21,9 @@ from backend.errors import ConfigurationError
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./var/mailsync.db"
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
 SECRET_KEY_FILE = Path("var/secret.key")
+# Sandbox mode (no Kommo keys): the simulated Kommo and the demo widget use these fixed keys.
+SANDBOX_CLIENT_ID = "mailsync-sandbox-client"
+SANDBOX_CLIENT_SECRET = "mailsync-sandbox-client-secret-not-for-production-use"  # noqa: S105 (public by design; production requires real keys)
 
 
 class Secret:
@@ -75,6 +78,16 @@ class Settings:
     def sandbox_mode(self) -> bool:
         """No Kommo keys: the server talks to the simulated Kommo only."""
         return not self.kommo_client_id and not self.kommo_client_secret
+
+    @property
+    def client_id(self) -> str:
+        """The integration id in force: the real one, or the sandbox's."""
+        return self.kommo_client_id or SANDBOX_CLIENT_ID
+
+    @property
+    def client_secret(self) -> Secret:
+        """The client secret in force (signs widget tokens, keys the disconnect signature)."""
+        return self.kommo_client_secret or Secret(SANDBOX_CLIENT_SECRET)
 
     @property
     def public_origin(self) -> str:

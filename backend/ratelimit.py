@@ -1,0 +1,73 @@
+"""Per-key token buckets shared by every process of the deployment through the database.
+
+One bucket per key (e.g. `kommo:29085424`, `mailerlite:<key hash>`). Taking a token is a single
+conditional UPDATE, atomic on SQLite and PostgreSQL alike, so any number of workers share one
+budget without a lock table. Callers wait for budget rather than fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy import case, literal, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from backend import metrics
+from backend.models import RateBucket
+
+MIN_WAIT = 0.005
+
+
+class RateLimiter:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._sessions = sessions
+        self._clock = clock
+        self._sleep = sleep
+
+    async def acquire(self, key: str, *, rate: float, burst: float, service: str = "") -> float:
+        """Take one token from `key` (refilling at `rate`/s up to `burst`); returns seconds waited."""
+        waited = 0.0
+        while True:
+            wait = await self._try_take(key, rate, burst)
+            if wait <= 0:
+                return waited
+            metrics.RATE_LIMIT_WAITS.labels(service or key.split(":", 1)[0]).inc()
+            await self._sleep(wait)
+            waited += wait
+
+    async def _try_take(self, key: str, rate: float, burst: float) -> float:
+        now = self._clock()
+        async with self._sessions() as session, session.begin():
+            await session.exec(_insert_full_bucket(session, key, burst, now))
+            elapsed = case((literal(now) > RateBucket.updated_at, literal(now) - RateBucket.updated_at),
+                           else_=0.0)
+            refilled = RateBucket.tokens + elapsed * rate
+            available = case((refilled > burst, literal(burst)), else_=refilled)
+            taken = await session.exec(
+                update(RateBucket)
+                .where(RateBucket.key == key, available >= 1 - 1e-9)  # float refill
+                .values(tokens=available - 1, updated_at=now)
+                .execution_options(synchronize_session=False))
+            if taken.rowcount == 1:
+                return 0.0
+            tokens, updated_at = (await session.exec(
+                select(RateBucket.tokens, RateBucket.updated_at).where(RateBucket.key == key))).one()
+        current = min(burst, tokens + max(0.0, now - updated_at) * rate)
+        return max(MIN_WAIT, (1 - current) / rate)
+
+
+def _insert_full_bucket(session: AsyncSession, key: str, burst: float, now: float):
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    return insert(RateBucket).values(key=key, tokens=burst, updated_at=now).on_conflict_do_nothing()

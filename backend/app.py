@@ -23,6 +23,7 @@ from starlette.templating import Jinja2Templates
 from backend import db, http
 from backend.errors import MailsyncError
 from backend.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from backend.ratelimit import RateLimiter
 from backend.routes import admin, health, oauth, provider, webhooks, widget_api
 from backend.security import Signer, Vault
 from backend.settings import Settings, load_settings
@@ -45,6 +46,7 @@ class Services:
     vault: Vault
     signer: Signer
     http: httpx2.AsyncClient
+    limiter: RateLimiter
 
 
 def services(request: Request) -> Services:
@@ -64,9 +66,11 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         own_engine = engine or db.create_engine(settings.database_url)
         client = http_client or http.build_client()
+        sessions = db.session_factory(own_engine)
         app.state.services = Services(
-            settings=settings, engine=own_engine, sessions=db.session_factory(own_engine),
-            vault=Vault(settings.encryption_keys), signer=Signer(settings.secret_key), http=client)
+            settings=settings, engine=own_engine, sessions=sessions,
+            vault=Vault(settings.encryption_keys), signer=Signer(settings.secret_key), http=client,
+            limiter=RateLimiter(sessions))
         if settings.sandbox_mode:
             log.info("no KOMMO_CLIENT_ID/KOMMO_CLIENT_SECRET: running in sandbox mode")
         stop = asyncio.Event()

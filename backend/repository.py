@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func
+from sqlalchemy import delete, func, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -133,6 +133,10 @@ async def save_esp_connection(session: AsyncSession, connection: EspConnection) 
     await session.flush()
 
 
+async def delete_esp_connection(session: AsyncSession, account_id: int) -> None:
+    await session.exec(delete(EspConnection).where(col(EspConnection.account_id) == account_id))
+
+
 async def erase_account_secrets(session: AsyncSession, account_id: int) -> None:
     """Disconnect: the Kommo tokens and the ESP key are gone, the admin's mapping stays."""
     await session.exec(delete(KommoToken).where(col(KommoToken.account_id) == account_id))
@@ -228,6 +232,17 @@ async def list_activity(
     query = (select(Activity).where(Activity.account_id == account_id)
              .order_by(col(Activity.id).desc()).limit(limit))
     return (await session.exec(query)).all()
+
+
+# --- jobs ----------------------------------------------------------------------------------
+
+
+async def cancel_account_jobs(session: AsyncSession, account_id: int, reason: str) -> int:
+    """Disconnect: pending jobs of the account end as done, with the reason as their last error."""
+    result = await session.exec(
+        update(Job).where(col(Job.account_id) == account_id, col(Job.state) == JobState.PENDING)
+        .values(state=JobState.DONE, last_error=reason, finished_at=utcnow()))
+    return result.rowcount
 
 
 # --- stats ----------------------------------------------------------------------------------

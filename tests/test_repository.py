@@ -113,3 +113,14 @@ async def test_stats_count_pending_and_dead_jobs_of_the_account_only(session):
     await session.commit()
     stats = await repository.account_stats(session, A)
     assert (stats.pending_jobs, stats.failed_jobs) == (1, 2)
+
+
+async def test_cancel_account_jobs_touches_only_that_accounts_pending_jobs(session):
+    await _two_accounts(session)
+    for account_id, state, key in ((A, "pending", "a1"), (A, "running", "a2"), (B, "pending", "b1")):
+        session.add(Job(account_id=account_id, kind="reconcile_lead", coalesce_key=key, state=state))
+    await session.commit()
+    assert await repository.cancel_account_jobs(session, A, "account disconnected") == 1
+    await session.commit()
+    assert (await repository.account_stats(session, A)).pending_jobs == 0
+    assert (await repository.account_stats(session, B)).pending_jobs == 1

@@ -6,12 +6,10 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -20,33 +18,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.templating import Jinja2Templates
 
-from backend import db, http
 from backend.errors import MailsyncError
 from backend.middleware import BodyLimitMiddleware, RequestContextMiddleware
-from backend.ratelimit import RateLimiter
 from backend.routes import admin, health, oauth, provider, webhooks, widget_api
-from backend.security import Signer, Vault
+from backend.services import Services, open_services
 from backend.settings import Settings, load_settings
-from backend.worker import run_worker as worker_loop
+from backend.worker import Worker
 
 log = logging.getLogger("mailsync.app")
 
 # Kommo serves the widget from the account's own subdomain on these three domains (ARCHITECTURE §3).
 CORS_ORIGIN_REGEX = r"https://[a-z0-9][a-z0-9-]*(\.[a-z0-9][a-z0-9-]*)*\.(kommo\.com|amocrm\.com|amocrm\.ru)"
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
-
-
-@dataclass
-class Services:
-    """What routes and workers share for the life of the process."""
-
-    settings: Settings
-    engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
-    vault: Vault
-    signer: Signer
-    http: httpx2.AsyncClient
-    limiter: RateLimiter
 
 
 def services(request: Request) -> Services:
@@ -64,28 +47,22 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        own_engine = engine or db.create_engine(settings.database_url)
-        client = http_client or http.build_client()
-        sessions = db.session_factory(own_engine)
-        app.state.services = Services(
-            settings=settings, engine=own_engine, sessions=sessions,
-            vault=Vault(settings.encryption_keys), signer=Signer(settings.secret_key), http=client,
-            limiter=RateLimiter(sessions))
-        if settings.sandbox_mode:
-            log.info("no KOMMO_CLIENT_ID/KOMMO_CLIENT_SECRET: running in sandbox mode")
-        stop = asyncio.Event()
-        worker = (asyncio.create_task(worker_loop(stop, concurrency=settings.worker_concurrency))
-                  if run_worker else None)
-        try:
-            yield
-        finally:
-            stop.set()
-            if worker is not None:
-                await worker
-            if http_client is None:
-                await client.aclose()
-            if engine is None:
-                await own_engine.dispose()
+        async with open_services(settings, engine=engine, http_client=http_client) as shared:
+            app.state.services = shared
+            if settings.sandbox_mode:
+                log.info("no KOMMO_CLIENT_ID/KOMMO_CLIENT_SECRET: running in sandbox mode")
+            if not run_worker:
+                yield
+                return
+            worker = Worker(shared, concurrency=settings.worker_concurrency)
+            shared.inbox.on_commit = worker.wake  # new work starts at once, not at the next poll
+            stop = asyncio.Event()
+            task = asyncio.create_task(worker.run(stop), name="embedded-worker")
+            try:
+                yield
+            finally:
+                stop.set()
+                await task
 
     app = Starlette(
         routes=[*health.routes, *oauth.routes, *widget_api.routes, *provider.routes,

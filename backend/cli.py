@@ -92,14 +92,16 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
-    from backend.worker import run_worker
+    from backend.services import open_services
+    from backend.worker import Worker
 
     async def run() -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await run_worker(stop, concurrency=settings.worker_concurrency)
+        async with open_services(settings) as services:
+            await Worker(services, concurrency=settings.worker_concurrency).run(stop)
         return 0
 
     return asyncio.run(run())

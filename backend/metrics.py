@@ -20,3 +20,8 @@ JOBS = Gauge("mailsync_jobs", "Jobs by state", ["state"])
 JOB_DURATION = Histogram(
     "mailsync_job_duration_seconds", "Job run time", ["kind"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+JOB_ATTEMPTS = Histogram(
+    "mailsync_job_attempts", "Attempt number at which a job run ended", ["kind"],
+    buckets=(1, 2, 3, 4, 6, 8, 10, 12))
+JOBS_DEAD = Counter("mailsync_jobs_dead_total", "Jobs that used up their attempts", ["kind"])
+QUEUE_AGE = Gauge("mailsync_queue_oldest_pending_seconds", "Age of the oldest due pending job")

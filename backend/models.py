@@ -155,6 +155,13 @@ class Job(SQLModel, table=True):
             sqlite_where=sa.text("state = 'pending'"),
             postgresql_where=sa.text("state = 'pending'"),
         ),
+        # At most one running job per account, whatever the number of workers: the database
+        # refuses a second claim, so per-account serialisation needs no lock table.
+        sa.Index(
+            "ux_job_running_account", "account_id", unique=True,
+            sqlite_where=sa.text("state = 'running'"),
+            postgresql_where=sa.text("state = 'running'"),
+        ),
         sa.Index("ix_job_state_run_at", "state", "run_at"),
         sa.Index("ix_job_account_state", "account_id", "state"),
     )
@@ -169,8 +176,20 @@ class Job(SQLModel, table=True):
     attempts: int = 0
     last_error: str | None = Field(default=None, sa_type=sa.Text)
     lease_until: datetime | None = _ts()
+    claimed_by: str | None = Field(default=None, max_length=64)
     created_at: datetime = _ts(nullable=False, default=True)
+    started_at: datetime | None = _ts()
     finished_at: datetime | None = _ts()
+
+
+class QueueTurn(SQLModel, table=True):
+    """When each account last had a job claimed: claims go to the account that waited longest,
+    so one account's backlog never starves another's next job."""
+
+    __tablename__ = "queue_turn"
+
+    account_id: int = Field(primary_key=True, foreign_key="account.id", ondelete="CASCADE")
+    last_claimed_at: datetime = _ts(nullable=False, default=True)
 
 
 class Activity(SQLModel, table=True):

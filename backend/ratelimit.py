@@ -12,12 +12,11 @@ import time
 from collections.abc import Awaitable, Callable
 
 from sqlalchemy import case, literal, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend import metrics
+from backend.db import insert_for
 from backend.models import RateBucket
 
 MIN_WAIT = 0.005
@@ -49,7 +48,9 @@ class RateLimiter:
     async def _try_take(self, key: str, rate: float, burst: float) -> float:
         now = self._clock()
         async with self._sessions() as session, session.begin():
-            await session.exec(_insert_full_bucket(session, key, burst, now))
+            await session.exec(insert_for(session)(RateBucket)
+                               .values(key=key, tokens=burst, updated_at=now)
+                               .on_conflict_do_nothing())
             elapsed = case((literal(now) > RateBucket.updated_at, literal(now) - RateBucket.updated_at),
                            else_=0.0)
             refilled = RateBucket.tokens + elapsed * rate
@@ -66,8 +67,3 @@ class RateLimiter:
         current = min(burst, tokens + max(0.0, now - updated_at) * rate)
         return max(MIN_WAIT, (1 - current) / rate)
 
-
-def _insert_full_bucket(session: AsyncSession, key: str, burst: float, now: float):
-    dialect = session.bind.dialect.name if session.bind else "sqlite"
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    return insert(RateBucket).values(key=key, tokens=burst, updated_at=now).on_conflict_do_nothing()

@@ -1,18 +1,195 @@
 """The job worker: claim → run → retry with backoff → dead-letter.
 
-The durable pipeline (queue, handlers) arrives with the pipeline issue; until then the worker
-only idles until it is told to stop, so the Procfile's process types already run.
+Each process runs one `Worker` with `WORKER_CONCURRENCY` slots; the queue (sync/jobs.py) makes
+sure no two jobs of one account run at once anywhere. Handlers are registered by job kind.
+On stop (SIGTERM) running jobs get a grace period to finish; what is still running then is
+released back to the queue without counting the attempt.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import secrets
+import socket
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from backend import logs, metrics
+from backend.errors import MailsyncError, UpstreamError
+from backend.sync import jobs
+from backend.sync.jobs import ClaimedJob
+
+if TYPE_CHECKING:
+    from backend.services import Services
 
 log = logging.getLogger("mailsync.worker")
 
+Handler = Callable[["Services", ClaimedJob], Awaitable[None]]
+HANDLERS: dict[str, Handler] = {}
 
-async def run_worker(stop: asyncio.Event, *, concurrency: int) -> None:
-    log.info("worker started (concurrency %d); no job kinds are registered yet", concurrency)
-    await stop.wait()
-    log.info("worker stopped")
+
+def handles(kind: str) -> Callable[[Handler], Handler]:
+    def register(handler: Handler) -> Handler:
+        HANDLERS[kind] = handler
+        return handler
+
+    return register
+
+
+class Worker:
+    def __init__(
+        self,
+        services: Services,
+        *,
+        concurrency: int,
+        handlers: dict[str, Handler] | None = None,
+        poll_interval: float = 0.25,
+        grace_seconds: float = 20.0,
+        maintenance_interval: float = 15.0,
+    ) -> None:
+        self.services = services
+        self.concurrency = concurrency
+        self.handlers = HANDLERS if handlers is None else handlers
+        self.poll_interval = poll_interval
+        self.grace_seconds = grace_seconds
+        self.maintenance_interval = maintenance_interval
+        self.worker_id = f"{socket.gethostname()[:40]}-{secrets.token_hex(4)}"
+        self._wake = asyncio.Event()
+        self._running: dict[int, asyncio.Task[None]] = {}
+        self._last_maintenance = 0.0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        _load_default_handlers()
+        log.info("worker %s started (concurrency %d; kinds: %s)", self.worker_id,
+                 self.concurrency, ", ".join(sorted(self.handlers)) or "none")
+        while not stop.is_set():
+            await self._maintain()
+            claimed = await self._claim_free_slots()
+            if not claimed:
+                await self._idle(stop)
+        await self._drain()
+        log.info("worker %s stopped", self.worker_id)
+
+    async def _claim_free_slots(self) -> int:
+        free = self.concurrency - len(self._running)
+        if free <= 0:
+            return 0
+        try:
+            async with self.services.sessions() as session, session.begin():
+                claimed = await jobs.claim(session, worker_id=self.worker_id, limit=free)
+        except Exception:
+            log.exception("claiming jobs failed; retrying after a pause")
+            return 0
+        for job in claimed:
+            task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
+            self._running[job.id] = task
+            task.add_done_callback(lambda _t, job_id=job.id: self._finished(job_id))
+        return len(claimed)
+
+    def _finished(self, job_id: int) -> None:
+        self._running.pop(job_id, None)
+        self._wake.set()  # a slot is free
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        self._wake.clear()
+        waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=self.poll_interval,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def _maintain(self) -> None:
+        now = time.monotonic()
+        if now - self._last_maintenance < self.maintenance_interval:
+            return
+        self._last_maintenance = now
+        try:
+            async with self.services.sessions() as session, session.begin():
+                released = await jobs.release_expired_leases(session)
+            if released:
+                log.warning("put back %d jobs whose worker stopped mid-job", released)
+        except Exception:
+            log.exception("queue maintenance failed")
+
+    async def _run(self, job: ClaimedJob) -> None:
+        logs.bind_account(job.account_id)
+        started = time.perf_counter()
+        heartbeat = asyncio.create_task(self._heartbeat(job))
+        try:
+            error, retry_after, retryable = await self._call_handler(job)
+        except asyncio.CancelledError:
+            await self._settle(jobs.release, job.id)
+            raise
+        finally:
+            heartbeat.cancel()
+        metrics.JOB_DURATION.labels(job.kind).observe(time.perf_counter() - started)
+        metrics.JOB_ATTEMPTS.labels(job.kind).observe(job.attempts)
+        if error is None:
+            await self._settle(jobs.finish, job.id)
+        elif not retryable:
+            log.info("job %d (%s) ended with a permanent outcome: %s", job.id, job.kind, error)
+            await self._settle(jobs.finish, job.id, error=error)
+        else:
+            state = await self._settle(jobs.fail, job, error, retry_after=retry_after)
+            if state == "dead":
+                metrics.JOBS_DEAD.labels(job.kind).inc()
+                log.error("job %d (%s) is dead after %d attempts: %s", job.id, job.kind,
+                          job.attempts, error)
+
+    async def _call_handler(self, job: ClaimedJob) -> tuple[str | None, float | None, bool]:
+        """(error, retry_after, retryable) — error None means success."""
+        handler = self.handlers.get(job.kind)
+        if handler is None:
+            return f"no handler for job kind {job.kind!r}", None, True
+        try:
+            await handler(self.services, job)
+        except UpstreamError as exc:
+            return f"{exc.code}: {exc.message}", exc.retry_after, exc.retryable
+        except MailsyncError as exc:
+            return f"{exc.code}: {exc.message}", None, exc.retryable
+        except Exception as exc:
+            log.exception("job %d (%s) crashed", job.id, job.kind)
+            frame = traceback.extract_tb(exc.__traceback__)[-1]
+            return (f"{type(exc).__name__}: {exc} (at {frame.filename}:{frame.lineno})",
+                    None, True)
+        return None, None, True
+
+    async def _settle(self, operation: Callable[..., Awaitable], *args, **kwargs):
+        # Shielded: a shutdown must not leave a finished job marked running.
+        async def write():
+            async with self.services.sessions() as session, session.begin():
+                return await operation(session, *args, **kwargs)
+
+        return await asyncio.shield(write())
+
+    async def _heartbeat(self, job: ClaimedJob) -> None:
+        interval = jobs.LEASE.total_seconds() / 3
+        while True:
+            await asyncio.sleep(interval)
+            with contextlib.suppress(Exception):
+                async with self.services.sessions() as session, session.begin():
+                    await jobs.renew_lease(session, job.id, self.worker_id)
+
+    async def _drain(self) -> None:
+        if not self._running:
+            return
+        log.info("waiting up to %.0f s for %d running jobs", self.grace_seconds, len(self._running))
+        _, pending = await asyncio.wait(list(self._running.values()), timeout=self.grace_seconds)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+def _load_default_handlers() -> None:
+    """Import the modules whose handlers register themselves (kept out of import time so the
+    web process does not pay for the sync engine unless it runs a worker)."""
+    import backend.sync.handlers  # noqa: F401

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -62,11 +63,13 @@ def test_production_without_secrets_exits_1_naming_the_variable(cli_env, tmp_pat
 
 
 def test_worker_stops_cleanly_on_sigterm(cli_env, tmp_path):
+    assert run(["migrate"], cli_env, tmp_path).returncode == 0
     with subprocess.Popen([sys.executable, "-m", "backend.cli", "worker"], env=cli_env,
                           cwd=tmp_path, stderr=subprocess.PIPE, text=True) as proc:
         try:
             line = proc.stderr.readline()
-            assert json.loads(line)["msg"].startswith("worker started")
+            assert re.fullmatch(r"worker \S+ started \(concurrency 8; kinds: esp_event, "
+                                r"reconcile_contact, reconcile_lead\)", json.loads(line)["msg"])
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=20) == 0
         finally:
@@ -105,7 +108,7 @@ def _serve_checks(proc, port):
         assert proc.wait(timeout=20) in (0, -signal.SIGTERM)
         output = proc.stdout.read()
         assert "sandbox mode" in output
-        assert "worker stopped" in output  # the embedded worker was shut down, not killed
+        assert re.search(r"worker \S+ stopped", output)  # the embedded worker was shut down, not killed
         assert TEST_SECRET_KEY not in output
     finally:
         proc.kill()

@@ -6,7 +6,8 @@ from sqlmodel import SQLModel
 from backend import db, migrations
 
 TABLES = {"account", "kommo_token", "esp_connection", "mapping_rule", "account_options",
-          "contact_state", "inbox_event", "job", "activity", "rate_bucket", "alembic_version"}
+          "contact_state", "inbox_event", "job", "activity", "rate_bucket", "queue_turn",
+          "alembic_version"}
 
 
 async def test_upgrade_creates_every_table_and_is_idempotent(database_url):

@@ -122,7 +122,9 @@ def upgrade() -> None:
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('last_error', sa.Text(), nullable=True),
     sa.Column('lease_until', backend.models.UTCDateTime(), nullable=True),
+    sa.Column('claimed_by', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     sa.Column('created_at', backend.models.UTCDateTime(), nullable=False),
+    sa.Column('started_at', backend.models.UTCDateTime(), nullable=True),
     sa.Column('finished_at', backend.models.UTCDateTime(), nullable=True),
     sa.ForeignKeyConstraint(['account_id'], ['account.id'], ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id')
@@ -130,8 +132,15 @@ def upgrade() -> None:
     with op.batch_alter_table('job', schema=None) as batch_op:
         batch_op.create_index('ix_job_account_state', ['account_id', 'state'], unique=False)
         batch_op.create_index('ix_job_state_run_at', ['state', 'run_at'], unique=False)
+        batch_op.create_index('ux_job_running_account', ['account_id'], unique=True, sqlite_where=sa.text("state = 'running'"), postgresql_where=sa.text("state = 'running'"))
         batch_op.create_index('ux_job_pending_coalesce_key', ['coalesce_key'], unique=True, sqlite_where=sa.text("state = 'pending'"), postgresql_where=sa.text("state = 'pending'"))
 
+    op.create_table('queue_turn',
+    sa.Column('account_id', sa.Integer(), nullable=False),
+    sa.Column('last_claimed_at', backend.models.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['account.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('account_id')
+    )
     op.create_table('kommo_token',
     sa.Column('account_id', sa.Integer(), nullable=False),
     sa.Column('access_token_enc', sa.Text(), nullable=False),
@@ -163,8 +172,10 @@ def downgrade() -> None:
 
     op.drop_table('mapping_rule')
     op.drop_table('kommo_token')
+    op.drop_table('queue_turn')
     with op.batch_alter_table('job', schema=None) as batch_op:
         batch_op.drop_index('ux_job_pending_coalesce_key', sqlite_where=sa.text("state = 'pending'"), postgresql_where=sa.text("state = 'pending'"))
+        batch_op.drop_index('ux_job_running_account', sqlite_where=sa.text("state = 'running'"), postgresql_where=sa.text("state = 'running'"))
         batch_op.drop_index('ix_job_state_run_at')
         batch_op.drop_index('ix_job_account_state')
 

@@ -1,0 +1,137 @@
+import asyncio
+from datetime import timedelta
+
+import pytest
+from sqlmodel import select
+
+from backend import repository
+from backend.errors import PermanentRefusal, UpstreamRateLimited
+from backend.models import Job, utcnow
+from backend.sync import jobs
+from backend.sync.jobs import JobSpec
+from backend.worker import Worker
+from tests.polling import eventually
+
+
+@pytest.fixture
+async def accounts(services):
+    async with services.sessions() as session, session.begin():
+        for account_id in (1, 2, 3):
+            await repository.upsert_account(session, account_id, host="x.kommo.com", subdomain="x")
+
+
+async def enqueue(services, *specs):
+    async with services.sessions() as session, session.begin():
+        await jobs.enqueue(session, list(specs))
+
+
+async def job_rows(services):
+    async with services.sessions() as session:
+        return (await session.exec(select(Job).order_by(Job.id))).all()
+
+
+def spec(account_id, n, kind="probe"):
+    return JobSpec(account_id, kind, f"{kind}:{account_id}:{n}", {"n": n})
+
+
+@pytest.fixture
+async def run_worker(services):
+    tasks = []
+
+    async def start(handlers, **kwargs):
+        worker = Worker(services, handlers=handlers, poll_interval=0.02, **kwargs)
+        stop = asyncio.Event()
+        tasks.append((stop, asyncio.create_task(worker.run(stop))))
+        return stop, tasks[-1][1]
+
+    yield start
+    for stop, task in tasks:
+        stop.set()
+        await task
+
+
+async def all_finished(services):
+    rows = await job_rows(services)
+    return rows if all(r.state in ("done", "dead") for r in rows) else None
+
+
+async def test_outcomes_by_error_class(services, accounts, run_worker):
+    async def probe(_services, job):
+        outcome = job.payload["n"]
+        if outcome == 1:
+            raise PermanentRefusal("Member In Compliance State", service="mailchimp")
+        if outcome == 2:
+            raise UpstreamRateLimited("slow down", service="mailerlite", retry_after=30)
+        if outcome == 3:
+            raise ValueError("a bug")
+
+    await enqueue(services, spec(1, 0), spec(1, 1), spec(1, 2), spec(1, 3), spec(2, 4, kind="nope"))
+    before = utcnow()
+    await run_worker({"probe": probe}, concurrency=4)
+
+    async def settled():
+        rows = await job_rows(services)
+        return rows if all(r.state != "running" and r.attempts >= 1 for r in rows) else None
+
+    ok, refused, limited, crashed, unknown = await eventually(settled)
+    assert (ok.state, ok.last_error) == ("done", None)
+    assert (refused.state, refused.last_error) == (
+        "done", "permanent_refusal: Member In Compliance State")
+    assert limited.state == "pending" and limited.run_at >= before + timedelta(seconds=30)
+    assert crashed.state == "pending" and crashed.last_error.startswith("ValueError: a bug (at ")
+    assert unknown.state == "pending" and "no handler for job kind 'nope'" in unknown.last_error
+
+
+async def test_never_two_jobs_of_one_account_at_once(services, accounts, run_worker):
+    log = []
+
+    async def probe(_services, job):
+        log.append(("start", job.account_id, job.payload["n"]))
+        await asyncio.sleep(0.01)
+        log.append(("end", job.account_id, job.payload["n"]))
+
+    await enqueue(services, *(spec(a, n) for a in (1, 2, 3) for n in range(6)))
+    await run_worker({"probe": probe}, concurrency=8)
+    await eventually(lambda: all_finished(services))
+    assert len(log) == 36
+    running = {}
+    overlap_between_accounts = False
+    for event, account_id, n in log:
+        if event == "start":
+            assert account_id not in running, f"account {account_id} ran two jobs at once"
+            running[account_id] = n
+            overlap_between_accounts |= len(running) > 1
+        else:
+            assert running.pop(account_id) == n
+    assert overlap_between_accounts  # different accounts did run side by side
+
+
+async def test_stop_releases_a_job_that_outlives_the_grace_period(services, accounts, run_worker):
+    started = asyncio.Event()
+
+    async def slow(_services, job):
+        started.set()
+        await asyncio.sleep(60)
+
+    await enqueue(services, spec(1, 0))
+    stop, task = await run_worker({"probe": slow}, concurrency=1, grace_seconds=0.05)
+    await asyncio.wait_for(started.wait(), 10)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    [row] = await job_rows(services)
+    assert (row.state, row.attempts, row.lease_until) == ("pending", 0, None)
+
+
+async def test_stop_lets_a_short_job_finish(services, accounts, run_worker):
+    started = asyncio.Event()
+
+    async def short(_services, job):
+        started.set()
+        await asyncio.sleep(0.05)
+
+    await enqueue(services, spec(1, 0))
+    stop, task = await run_worker({"probe": short}, concurrency=1, grace_seconds=10)
+    await asyncio.wait_for(started.wait(), 10)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert [r.state for r in await job_rows(services)] == ["done"]

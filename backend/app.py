@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx2
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -16,10 +15,10 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.templating import Jinja2Templates
 
 from backend.errors import MailsyncError
 from backend.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from backend.pages import TEMPLATES  # noqa: F401  (re-exported for route modules)
 from backend.routes import admin, health, oauth, provider, webhooks, widget_api
 from backend.services import Services, open_services
 from backend.settings import Settings, load_settings
@@ -29,7 +28,6 @@ log = logging.getLogger("mailsync.app")
 
 # Kommo serves the widget from the account's own subdomain on these three domains (ARCHITECTURE §3).
 CORS_ORIGIN_REGEX = r"https://[a-z0-9][a-z0-9-]*(\.[a-z0-9][a-z0-9-]*)*\.(kommo\.com|amocrm\.com|amocrm\.ru)"
-TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
 
 def services(request: Request) -> Services:

@@ -11,7 +11,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from backend import metrics as app_metrics
 from backend import migrations
+from backend.models import JobState
+from backend.sync import jobs
 
 log = logging.getLogger("mailsync.health")
 
@@ -41,7 +44,22 @@ def _not_ready(code: str, message: str) -> JSONResponse:
 
 
 async def metrics(request: Request) -> Response:
+    await _refresh_queue_gauges(request)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _refresh_queue_gauges(request: Request) -> None:
+    """Queue gauges are read from the database at scrape time: they are the deployment's, not
+    this process's."""
+    try:
+        async with request.app.state.services.sessions() as session:
+            counts = await jobs.counts_by_state(session)
+            age = await jobs.oldest_pending_age(session)
+    except (SQLAlchemyError, OSError):
+        return
+    for state in (JobState.PENDING, JobState.RUNNING, JobState.DONE, JobState.DEAD):
+        app_metrics.JOBS.labels(state).set(counts.get(state, 0))
+    app_metrics.QUEUE_AGE.set(age)
 
 
 routes = [

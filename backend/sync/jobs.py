@@ -233,5 +233,23 @@ async def counts_by_state(session: AsyncSession) -> dict[str, int]:
 async def oldest_pending_age(session: AsyncSession) -> float:
     oldest = (await session.exec(
         select(func.min(Job.run_at)).where(col(Job.state) == JobState.PENDING,
-                                           col(Job.run_at) <= utcnow()))).first()
+                                           col(Job.run_at) <= utcnow()))).scalar()
     return 0.0 if oldest is None else max(0.0, (utcnow() - oldest).total_seconds())
+
+
+async def dead_jobs(session: AsyncSession, limit: int = 100) -> list[Job]:
+    """For the operator's dashboard: the newest dead letters of every account."""
+    query = (select(Job).where(col(Job.state) == JobState.DEAD)
+             .order_by(col(Job.finished_at).desc()).limit(limit))
+    return list((await session.exec(query)).scalars())
+
+
+async def depth_by_account(session: AsyncSession) -> dict[int, dict[str, int]]:
+    rows = (await session.exec(
+        select(Job.account_id, Job.state, func.count())
+        .where(col(Job.state).in_([JobState.PENDING, JobState.RUNNING, JobState.DEAD]))
+        .group_by(Job.account_id, Job.state))).all()
+    depth: dict[int, dict[str, int]] = {}
+    for account_id, state, count in rows:
+        depth.setdefault(account_id, {})[state] = count
+    return depth

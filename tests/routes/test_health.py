@@ -50,6 +50,8 @@ async def test_metrics_exposes_prometheus_text(client):
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     assert 'mailsync_http_requests_total{method="GET",status="200"}' in response.text
+    assert 'mailsync_jobs{state="pending"} 0.0' in response.text
+    assert "mailsync_queue_oldest_pending_seconds 0.0" in response.text
 
 
 async def test_unknown_route_uses_the_error_shape(client):

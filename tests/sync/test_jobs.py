@@ -163,3 +163,14 @@ async def test_release_does_not_count_the_attempt(sessions, make_accounts, attem
         await jobs.release(session, job.id)
     [row] = await all_jobs(sessions)
     assert (row.state, row.attempts) == ("pending", attempts - 1)
+
+
+async def test_queue_age_and_counts(sessions, make_accounts):
+    await make_accounts(1)
+    async with sessions() as session, session.begin():
+        await jobs.enqueue(session, [lead_job(1, 1)], run_at=utcnow() - timedelta(seconds=90))
+        await jobs.enqueue(session, [lead_job(1, 2)], run_at=utcnow() + timedelta(hours=1))
+    async with sessions() as session:
+        assert 89 <= await jobs.oldest_pending_age(session) < 120
+        assert await jobs.counts_by_state(session) == {"pending": 2}
+        assert await jobs.depth_by_account(session) == {1: {"pending": 2}}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import signal
@@ -86,6 +87,11 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     cmd_migrate(settings, args)
     app = create_app(settings, run_worker=not args.no_worker)
+    # Fewer, cheaper collections: what start-up allocated is never collected, and the young
+    # generation is collected every 50,000 allocations instead of every 700 (a webhook burst
+    # otherwise pays for frequent full-heap scans in its tail latency).
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
     uvicorn.run(app, host=args.host, port=args.port, log_config=None, proxy_headers=True,
                 server_header=False)
     return 0

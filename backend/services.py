@@ -29,6 +29,22 @@ class Services:
     inbox: Inbox
 
 
+def _inbox(url: str) -> Inbox:
+    if not db.is_sqlite(url):
+        return Inbox(lambda: db.create_sync_engine(url))
+    checkpointer = db.create_sync_engine(url)
+
+    def checkpoint() -> None:
+        # A raw connection: no BEGIN IMMEDIATE, so the writer is never made to wait for it.
+        connection = checkpointer.raw_connection()
+        try:
+            connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            connection.close()
+
+    return Inbox(lambda: db.create_sync_engine(url, checkpoints=False), checkpoint=checkpoint)
+
+
 @contextlib.asynccontextmanager
 async def open_services(
     settings: Settings,
@@ -40,10 +56,12 @@ async def open_services(
     own_engine = engine or db.create_engine(settings.database_url)
     client = http_client or http.build_client()
     sessions = db.session_factory(own_engine)
+    url = own_engine.url.render_as_string(hide_password=False)
     services = Services(
         settings=settings, engine=own_engine, sessions=sessions,
         vault=Vault(settings.encryption_keys), signer=Signer(settings.secret_key), http=client,
-        limiter=RateLimiter(sessions), inbox=Inbox(sessions))
+        limiter=RateLimiter(sessions),
+        inbox=_inbox(url))
     try:
         yield services
     finally:

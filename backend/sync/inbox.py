@@ -1,20 +1,25 @@
 """Durable intake of webhook deliveries: inbox row + job(s), in one transaction.
 
 Handlers call `Inbox.submit` and answer only after it returns, so an acknowledged delivery is on
-disk. One writer task commits many deliveries per transaction (SQLite allows a single writer;
-a transaction per request caps ingest at a few hundred per second, see DEPENDENCIES.md), while
-each caller awaits the outcome of its own delivery. A delivery whose dedupe key was seen before
-inserts nothing and enqueues nothing.
+disk. A writer thread with its own blocking connection commits many deliveries per transaction
+(group commit) while each caller awaits the outcome of its own delivery. Keeping the writes off
+the event loop matters: SQLite allows one writer, and a transaction per request — or a batch
+whose every database round trip waits its turn behind request handlers on the loop — caps
+ingest far below what the web layer serves (DEPENDENCIES.md). A delivery whose dedupe key was
+seen before inserts nothing and enqueues nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import queue
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.db import insert_for
@@ -24,6 +29,8 @@ from backend.sync.jobs import JobSpec
 
 log = logging.getLogger("mailsync.inbox")
 MAX_BATCH = 500
+CHECKPOINT_EVERY = 200  # commits between write-ahead-log checkpoints (SQLite)
+LINGER = 0.0002  # seconds the writer waits for more deliveries once the first has arrived
 
 
 @dataclass(frozen=True)
@@ -35,92 +42,150 @@ class Delivery:
     jobs: tuple[JobSpec, ...]
 
 
+_Item = tuple[Delivery, asyncio.Future, asyncio.AbstractEventLoop]
+_STOP = object()
+
+
 class Inbox:
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        engine_factory: Callable[[], Engine],
         *,
-        on_commit: Callable[[], None] | None = None,
+        checkpoint: Callable[[], None] | None = None,
         max_batch: int = MAX_BATCH,
     ) -> None:
-        self._sessions = sessions
-        self.on_commit = on_commit
+        self._engine_factory = engine_factory
+        self._checkpoint = checkpoint
+        self._checkpoint_due = threading.Event()
         self._max_batch = max_batch
-        self._queue: asyncio.Queue[tuple[Delivery, asyncio.Future[bool]]] = asyncio.Queue()
-        self._writer: asyncio.Task[None] | None = None
+        self._queue: queue.SimpleQueue[_Item | object] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.on_commit: Callable[[], None] | None = None
 
     async def submit(self, delivery: Delivery) -> bool:
         """Store the delivery durably; True when it was new, False for a repeat."""
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_forever(), name="inbox-writer")
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        await self._queue.put((delivery, future))
+        self._ensure_thread()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        self._queue.put((delivery, future, loop))
         return await future
 
+    def _ensure_thread(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._write_forever, name="inbox-writer",
+                                                daemon=True)
+                self._thread.start()
+                if self._checkpoint is not None:
+                    threading.Thread(target=self._checkpoint_forever, name="inbox-checkpoint",
+                                     daemon=True).start()
+
     async def close(self) -> None:
-        if self._writer is not None:
-            self._writer.cancel()
-            await asyncio.gather(self._writer, return_exceptions=True)
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            self._queue.put(_STOP)
+            await asyncio.to_thread(thread.join)
 
-    async def _write_forever(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            while len(batch) < self._max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            await self._write(batch)
-
-    async def _write(self, batch: list[tuple[Delivery, asyncio.Future[bool]]]) -> None:
+    def _write_forever(self) -> None:
+        engine = self._engine_factory()
         try:
-            outcomes = await self._commit([delivery for delivery, _ in batch])
+            commits = 0
+            while True:
+                batch = self._next_batch()
+                if batch is None:
+                    return
+                self._write(engine, batch)
+                commits += 1
+                if commits % CHECKPOINT_EVERY == 0:
+                    self._checkpoint_due.set()
+        finally:
+            self._checkpoint_due.set()
+            engine.dispose()
+
+    def _checkpoint_forever(self) -> None:
+        """SQLite: copy the write-ahead log back into the database off the writer's path, so
+        no acknowledged delivery waits for that copy and its fsync."""
+        assert self._checkpoint is not None
+        while self._thread is not None and self._thread.is_alive():
+            self._checkpoint_due.wait()
+            self._checkpoint_due.clear()
+            try:
+                self._checkpoint()
+            except Exception:
+                log.exception("WAL checkpoint failed")
+
+    def _next_batch(self) -> list[_Item] | None:
+        first = self._queue.get()
+        if first is _STOP:
+            return None
+        batch = [first]
+        with contextlib.suppress(queue.Empty):
+            # Deliveries parsed in the same instant join this commit instead of the next one.
+            while len(batch) < self._max_batch:
+                item = self._queue.get(timeout=LINGER)
+                if item is _STOP:
+                    self._queue.put(_STOP)
+                    break
+                batch.append(item)
+        return batch
+
+    def _write(self, engine: Engine, batch: list[_Item]) -> None:
+        try:
+            with engine.begin() as connection:
+                new_keys = store_sync(connection, [delivery for delivery, _, _ in batch])
         except Exception:
             if len(batch) == 1:
                 log.exception("could not store a %s delivery", batch[0][0].source)
-                _settle(batch[0][1], exc=RuntimeError("the delivery could not be stored"))
+                _settle(batch, error=RuntimeError("the delivery could not be stored"))
                 return
             # One bad delivery must not fail the others: store them one by one.
             for item in batch:
-                await self._write([item])
+                self._write(engine, [item])
             return
-        for (_, future), new in zip(batch, outcomes, strict=True):
-            _settle(future, value=new)
-        if self.on_commit is not None and any(outcomes):
-            self.on_commit()
-
-    async def _commit(self, deliveries: list[Delivery]) -> list[bool]:
-        async with self._sessions() as session, session.begin():
-            new_keys = await store(session, deliveries)
-        seen: set[str] = set()
-        outcomes = []
-        for delivery in deliveries:
-            outcomes.append(delivery.dedupe_key in new_keys and delivery.dedupe_key not in seen)
-            seen.add(delivery.dedupe_key)
-        return outcomes
+        _settle(batch, new_keys=new_keys)
+        if new_keys and self.on_commit is not None:
+            batch[0][2].call_soon_threadsafe(self.on_commit)
 
 
-def _settle(future: asyncio.Future[bool], *, value: bool = False, exc: Exception | None = None) -> None:
+def _settle(batch: list[_Item], *, new_keys: set[str] | None = None,
+            error: Exception | None = None) -> None:
+    """Hand each caller its outcome on its own loop; a key new in this batch counts once."""
+    seen: set[str] = set()
+    for delivery, future, loop in batch:
+        key = delivery.dedupe_key
+        new = new_keys is not None and key in new_keys and key not in seen
+        seen.add(key)
+        loop.call_soon_threadsafe(_resolve, future, new, error)
+
+
+def _resolve(future: asyncio.Future, value: bool, error: Exception | None) -> None:
     if future.done():
         return
-    if exc is not None:
-        future.set_exception(exc)
+    if error is not None:
+        future.set_exception(error)
     else:
         future.set_result(value)
 
 
 async def store(session: AsyncSession, deliveries: list[Delivery]) -> set[str]:
+    connection = await session.connection()
+    return await connection.run_sync(store_sync, deliveries)
+
+
+def store_sync(connection: Connection, deliveries: list[Delivery]) -> set[str]:
     """Insert the deliveries not seen before and enqueue their jobs; returns their dedupe keys."""
     unique = list({d.dedupe_key: d for d in reversed(deliveries)}.values())[::-1]
     now = utcnow()
-    insert = insert_for(session)
     # ON CONFLICT DO NOTHING: a repeat (even one racing in from another web process) inserts
     # nothing, and RETURNING tells which deliveries were new.
-    statement = (insert(InboxEvent)
-                 .values([{"source": d.source, "account_id": d.account_id,
-                           "dedupe_key": d.dedupe_key, "body": d.body, "received_at": now}
-                          for d in unique])
+    statement = (insert_for(connection)(InboxEvent.__table__)
                  .on_conflict_do_nothing(index_elements=["dedupe_key"])
-                 .returning(InboxEvent.dedupe_key))
-    new_keys = set((await session.exec(statement)).scalars())
+                 .returning(InboxEvent.__table__.c.dedupe_key))
+    rows = [{"source": d.source, "account_id": d.account_id, "dedupe_key": d.dedupe_key,
+             "body": d.body, "received_at": now, "handled_at": None} for d in unique]
+    new_keys = set(connection.execute(statement, rows).scalars())
     # PostgreSQL refuses to update one row twice in a statement: last spec per key wins.
     specs = {spec.coalesce_key: spec for d in unique if d.dedupe_key in new_keys for spec in d.jobs}
-    await jobs.enqueue(session, list(specs.values()))
+    jobs.enqueue_sync(connection, list(specs.values()))
     return new_keys

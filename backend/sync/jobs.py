@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, exists, func, select, text, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 from sqlmodel import col
@@ -53,18 +54,26 @@ class ClaimedJob:
 async def enqueue(session: AsyncSession, specs: list[JobSpec], *, run_at: datetime | None = None) -> None:
     """Insert pending jobs; a pending job with the same coalesce key absorbs the new one (its
     payload is refreshed, its place in the queue kept)."""
+    connection = await session.connection()
+    await connection.run_sync(enqueue_sync, specs, run_at=run_at)
+
+
+def enqueue_sync(connection: Connection, specs: list[JobSpec], *, run_at: datetime | None = None) -> None:
+    """`enqueue` on a blocking connection (the inbox writer thread)."""
     if not specs:
         return
     now = run_at or utcnow()
-    insert = insert_for(session)
-    statement = insert(Job).values([
-        {"account_id": s.account_id, "kind": s.kind, "coalesce_key": s.coalesce_key,
-         "payload": s.payload, "state": JobState.PENDING, "run_at": now, "attempts": 0,
-         "created_at": now} for s in specs])
+    statement = insert_for(connection)(Job.__table__)
     statement = statement.on_conflict_do_update(
         index_elements=["coalesce_key"], index_where=text("state = 'pending'"),
         set_={"payload": statement.excluded.payload})
-    await session.exec(statement)
+    rows = [{"account_id": s.account_id, "kind": s.kind, "coalesce_key": s.coalesce_key,
+             "payload": s.payload, "state": JobState.PENDING, "run_at": now, "attempts": 0,
+             "created_at": now, "last_error": None, "lease_until": None, "claimed_by": None,
+             "started_at": None, "finished_at": None} for s in specs]
+    # One cached statement with many parameter sets: compiling a multi-row VALUES per call
+    # costs more than the write itself.
+    connection.execute(statement, rows)
 
 
 def backoff_seconds(attempts: int, retry_after: float | None = None, *, rng=random) -> float:

@@ -1,0 +1,1 @@
+"""Mailchimp Marketing API v3: audiences, members, tags (our segments), merge fields."""

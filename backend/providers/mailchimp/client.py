@@ -1,0 +1,278 @@
+"""Mailchimp Marketing API v3: one audience per connection, tags are our segments (id == name).
+
+Upserts are `PUT /lists/{id}/members/{md5}` with `status_if_new` only, so an existing member's
+status (unsubscribed, cleaned, …) is never touched. Tag changes go in one `POST …/tags`, and only
+when the member's tags (returned by the PUT) differ from what we want.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import httpx2
+
+from backend.errors import (
+    PermanentRefusal,
+    Unprocessable,
+    UpstreamNotFound,
+    UpstreamUnauthorized,
+)
+from backend.providers import cache
+from backend.providers.base import (
+    BulkResult,
+    EspList,
+    EspStatus,
+    Segment,
+    Subscriber,
+    SubscriberData,
+    Webhook,
+    lower,
+)
+from backend.providers.mailchimp import webhooks
+from backend.providers.mailchimp.api import SERVICE, MailchimpApi, subscriber_hash
+from backend.ratelimit import RateLimiter
+
+MERGE_TAGS = {"first_name": "FNAME", "last_name": "LNAME", "phone": "PHONE", "company": "COMPANY",
+              "kommo_contact_id": "KOMMOCID", "kommo_lead_id": "KOMMOLID"}
+MERGE_NAMES = {"COMPANY": "Company", "KOMMOCID": "Kommo contact ID", "KOMMOLID": "Kommo lead ID"}
+MAX_TAG_LENGTH = 10
+MAX_MERGE_FIELDS = 30
+BULK_MAX = 500
+WEBHOOK_EVENTS = {"subscribe": False, "unsubscribe": True, "profile": True, "cleaned": True,
+                  "upemail": True, "campaign": False}
+WEBHOOK_SOURCES = {"user": True, "admin": True, "api": False}  # no echo of our own writes
+
+
+def parse_member(data: Mapping[str, Any]) -> Subscriber:
+    tags = data.get("tags") or ()
+    return Subscriber(email=lower(data.get("email_address")) or "", id=str(data.get("id") or ""),
+                      status=EspStatus.parse(data.get("status")),
+                      segments=tuple(str(t["name"]) for t in tags if isinstance(t, Mapping)),
+                      fields=dict(data.get("merge_fields") or {}))
+
+
+def merge_tag(name: str) -> str:
+    tag = MERGE_TAGS.get(name, name).upper()
+    if len(tag) > MAX_TAG_LENGTH or not tag.replace("_", "").isalnum():
+        raise PermanentRefusal(f"Mailchimp merge tags are at most {MAX_TAG_LENGTH} letters or "
+                               f"digits; {name!r} cannot be one", code="invalid_merge_tag",
+                               service=SERVICE)
+    return tag
+
+
+class MailchimpProvider:
+    kind: ClassVar[str] = "mailchimp"
+    parse_webhook = staticmethod(webhooks.parse_webhook)
+
+    def __init__(self, client: httpx2.AsyncClient, *, base_url: str, api_key: str,
+                 list_id: str | None = None, limiter: RateLimiter | None = None,
+                 quiet_tags: bool = False) -> None:
+        self.api = MailchimpApi(client, base_url, api_key, limiter=limiter)
+        self.list_id = list_id
+        self.quiet_tags = quiet_tags  # is_syncing: tag changes fire no automations
+        self._cache_key = (SERVICE, self.api.base_url, self.api.key_id, list_id or "")
+
+    @property
+    def dc(self) -> str:
+        return self.api.dc
+
+    def _list(self) -> str:
+        if not self.list_id:
+            raise Unprocessable("choose a Mailchimp audience first", code="list_required")
+        return f"/lists/{self.list_id}"
+
+    def _member(self, email: str) -> str:
+        return f"{self._list()}/members/{subscriber_hash(email)}"
+
+    # --- account -------------------------------------------------------------------------
+
+    async def validate(self) -> str:
+        """One call: the audience when one is chosen (proves key and list), else `/ping`."""
+        try:
+            if self.list_id:
+                body = await self.api.call("GET", self._list(), params={"fields": "id,name"})
+                return f"Mailchimp ({body.get('name', self.list_id)})"
+            await self.api.call("GET", "/ping")
+        except UpstreamUnauthorized:
+            raise Unprocessable("Mailchimp did not accept this API key",
+                                code="invalid_api_key") from None
+        except UpstreamNotFound:
+            raise Unprocessable("this Mailchimp account has no such audience",
+                                code="invalid_list") from None
+        return "Mailchimp"
+
+    async def list_lists(self) -> list[EspList]:
+        body = await self.api.call("GET", "/lists", params={
+            "count": 1000, "fields": "lists.id,lists.name,lists.stats.member_count,total_items"})
+        return [EspList(id=str(a["id"]), name=str(a.get("name", "")),
+                        member_count=int((a.get("stats") or {}).get("member_count") or 0))
+                for a in body.get("lists") or []]
+
+    async def list_segments(self) -> list[Segment]:
+        return [Segment(id=name, name=name) for name in await self._tag_ids()]
+
+    async def _tag_ids(self) -> dict[str, str]:
+        """Tag name → its static segment id (needed for the bulk member endpoints)."""
+        found: dict[str, str] = {}
+        offset = 0
+        while True:
+            body = await self.api.call("GET", f"{self._list()}/segments", params={
+                "type": "static", "count": 1000, "offset": offset,
+                "fields": "segments.id,segments.name,total_items"})
+            for segment in body.get("segments") or []:
+                found[str(segment["name"])] = str(segment["id"])
+            offset += 1000
+            if offset >= int(body.get("total_items") or 0):
+                return found
+
+    async def create_segment(self, name: str) -> Segment:
+        existing = await self._tag_ids()
+        if name not in existing:
+            await self._create_tag(name)
+        return Segment(id=name, name=name)
+
+    async def _create_tag(self, name: str) -> str:
+        body = await self.api.call("POST", f"{self._list()}/segments",
+                                   json={"name": name, "static_segment": []})
+        return str(body["id"])
+
+    # --- merge fields --------------------------------------------------------------------
+
+    async def ensure_fields(self, names: Sequence[str]) -> Mapping[str, str]:
+        if not names:
+            return {}
+        wanted = {name: merge_tag(name) for name in names}
+        known = await self._merge_tags()
+        for tag in dict.fromkeys(wanted.values()):
+            if tag not in known:
+                await self._create_merge_field(tag, known)
+                known = known | {tag}
+                cache.put(self._cache_key, known)
+        return wanted
+
+    async def _merge_tags(self) -> frozenset[str]:
+        known = cache.get(self._cache_key)
+        if known is None:
+            body = await self.api.call("GET", f"{self._list()}/merge-fields",
+                                       params={"count": 1000, "fields": "merge_fields.tag"})
+            known = frozenset(str(f["tag"]) for f in body.get("merge_fields") or [])
+            cache.put(self._cache_key, known)
+        return known
+
+    async def _create_merge_field(self, tag: str, known: frozenset[str]) -> None:
+        # Checked before asking, so the admin reads which field did not fit, not a vendor 400.
+        if len(known - {"EMAIL"}) >= MAX_MERGE_FIELDS:
+            raise PermanentRefusal(
+                f"this Mailchimp audience already has {MAX_MERGE_FIELDS} merge fields, the most "
+                f"Mailchimp allows; delete one in Mailchimp or drop {tag} from the field map",
+                code="merge_field_limit", service=SERVICE)
+        await self.api.call("POST", f"{self._list()}/merge-fields", json={
+            "tag": tag, "name": MERGE_NAMES.get(tag, tag.title()), "type": "text",
+            "public": False})
+
+    async def _merge_fields(self, fields: Mapping[str, str | None]) -> dict[str, str]:
+        present = {name: value for name, value in fields.items() if value is not None}
+        tags = await self.ensure_fields(list(present))
+        return {tags[name]: value for name, value in present.items()}
+
+    # --- members -------------------------------------------------------------------------
+
+    async def get_subscriber(self, email: str) -> Subscriber | None:
+        try:
+            return parse_member(await self.api.call("GET", self._member(email)))
+        except UpstreamNotFound:
+            return None
+
+    def _member_body(self, data: SubscriberData, merge_fields: dict[str, str]) -> dict[str, Any]:
+        body: dict[str, Any] = {"email_address": lower(data.email), "status_if_new": data.consent.value}
+        if merge_fields:
+            body["merge_fields"] = merge_fields
+        return body
+
+    async def upsert(self, data: SubscriberData) -> Subscriber:
+        body = self._member_body(data, await self._merge_fields(data.fields))
+        member = parse_member(await self.api.call("PUT", self._member(data.email), json=body))
+        await self._tag(data.email, member, data.add_segments, data.remove_segments)
+        return member
+
+    async def _tag(self, email: str, member: Subscriber | None, add: Sequence[str],
+                   remove: Sequence[str]) -> None:
+        have = set(member.segments) if member is not None else None
+        changes = [{"name": t, "status": "active"} for t in dict.fromkeys(add)
+                   if have is None or t not in have]
+        changes += [{"name": t, "status": "inactive"} for t in dict.fromkeys(remove)
+                    if t not in add and (have is None or t in have)]
+        if changes:
+            await self.api.call("POST", f"{self._member(email)}/tags",
+                                json={"tags": changes, "is_syncing": self.quiet_tags})
+
+    async def set_membership(self, email: str, *, add: Sequence[str] = (),
+                             remove: Sequence[str] = ()) -> None:
+        try:
+            await self._tag(email, None, add, remove)
+        except UpstreamNotFound:
+            if add:
+                raise
+
+    async def unsubscribe(self, email: str) -> None:
+        await self.api.call("PUT", self._member(email), json={
+            "email_address": lower(email), "status_if_new": "unsubscribed",
+            "status": "unsubscribed"})
+
+    async def forget(self, email: str) -> None:
+        with contextlib.suppress(UpstreamNotFound):
+            await self.api.call("POST", f"{self._member(email)}/actions/delete-permanent")
+
+    # --- webhooks ------------------------------------------------------------------------
+
+    async def register_webhook(self, url: str) -> Webhook:
+        body = await self.api.call("POST", f"{self._list()}/webhooks", json={
+            "url": url, "events": WEBHOOK_EVENTS, "sources": WEBHOOK_SOURCES})
+        return Webhook(id=str(body["id"]), secret=None)
+
+    async def delete_webhook(self, webhook_id: str) -> None:
+        with contextlib.suppress(UpstreamNotFound):
+            await self.api.call("DELETE", f"{self._list()}/webhooks/{webhook_id}")
+
+    # --- bulk (backfill) -----------------------------------------------------------------
+
+    async def bulk_upsert(self, items: Sequence[SubscriberData]) -> BulkResult:
+        """`POST /lists/{id}` with up to 500 members, `status_if_new` only; tags are added by the
+        same call, removals go through `bulk_set_membership`."""
+        succeeded: list[str] = []
+        failed: dict[str, str] = {}
+        for start in range(0, len(items), BULK_MAX):
+            members = []
+            for item in items[start:start + BULK_MAX]:
+                member = self._member_body(item, await self._merge_fields(item.fields))
+                if item.add_segments:
+                    member["tags"] = list(item.add_segments)
+                members.append(member)
+            body = await self.api.call("POST", self._list(), json={
+                "members": members, "update_existing": True, "sync_tags": False})
+            for error in body.get("errors") or []:
+                failed[lower(error.get("email_address")) or ""] = str(error.get("error"))
+            for done in [*(body.get("new_members") or []), *(body.get("updated_members") or [])]:
+                succeeded.append(lower(done.get("email_address")) or "")
+        return BulkResult(succeeded=tuple(succeeded), failed=failed)
+
+    async def bulk_set_membership(self, segment_id: str, *, add: Sequence[str] = (),
+                                  remove: Sequence[str] = ()) -> BulkResult:
+        ids = await self._tag_ids()
+        static_id = ids.get(segment_id) or await self._create_tag(segment_id)
+        succeeded: list[str] = []
+        failed: dict[str, str] = {}
+        adds, removes = list(add), list(remove)
+        while adds or removes:
+            body = await self.api.call("POST", f"{self._list()}/segments/{static_id}", json={
+                "members_to_add": [lower(e) for e in adds[:BULK_MAX]],
+                "members_to_remove": [lower(e) for e in removes[:BULK_MAX]]})
+            adds, removes = adds[BULK_MAX:], removes[BULK_MAX:]
+            for member in [*(body.get("members_added") or []), *(body.get("members_removed") or [])]:
+                succeeded.append(lower(member.get("email_address")) or "")
+            for error in body.get("errors") or []:
+                for email in error.get("email_addresses") or []:
+                    failed[lower(email) or ""] = str(error.get("error"))
+        return BulkResult(succeeded=tuple(succeeded), failed=failed)

@@ -1,0 +1,276 @@
+"""MailerLite, new API (connect.mailerlite.com/api, Bearer keys): groups are our segments.
+
+Calls per operation are kept minimal: an upsert is one `POST /subscribers` carrying the fields and
+the groups to add (the answer tells which groups the subscriber is in, so only real removals cost a
+`DELETE`). Status is never sent on an upsert: new addresses become active by default and existing
+ones keep theirs, so an opt-out can never be undone by us.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+import httpx2
+
+from backend.errors import Unprocessable, UpstreamNotFound, UpstreamUnauthorized
+from backend.providers import cache
+from backend.providers.base import (
+    BulkResult,
+    Consent,
+    EspList,
+    EspStatus,
+    Segment,
+    Subscriber,
+    SubscriberData,
+    Webhook,
+    lower,
+)
+from backend.providers.mailerlite import webhooks
+from backend.providers.mailerlite.api import SERVICE, MailerLiteApi
+from backend.ratelimit import RateLimiter
+
+# Neutral names → MailerLite default field keys (checked against `GET /fields`, never assumed).
+DEFAULT_KEYS = {"first_name": "name", "last_name": "last_name", "phone": "phone",
+                "company": "company"}
+WEBHOOK_EVENTS = ["subscriber.unsubscribed", "subscriber.bounced", "subscriber.spam_reported",
+                  "subscriber.updated", "subscriber.deleted"]
+BATCH_MAX = 50
+PAGE = 100
+
+
+def parse_subscriber(data: Mapping[str, Any], *, created: bool = False) -> Subscriber:
+    groups = data.get("groups") or ()
+    return Subscriber(email=lower(data.get("email")) or "", id=str(data["id"]),
+                      status=EspStatus.parse(data.get("status")),
+                      segments=tuple(str(g["id"]) for g in groups if isinstance(g, Mapping)),
+                      fields=dict(data.get("fields") or {}), created=created)
+
+
+def parse_group(data: Mapping[str, Any]) -> Segment:
+    return Segment(id=str(data["id"]), name=str(data.get("name") or ""))
+
+
+def parse_webhook_object(data: Mapping[str, Any]) -> Webhook:
+    return Webhook(id=str(data["id"]), secret=data.get("secret"))
+
+
+class MailerLiteProvider:
+    kind: ClassVar[str] = "mailerlite"
+    label: ClassVar[str] = "MailerLite"
+    parse_webhook = staticmethod(webhooks.parse_webhook)
+
+    def __init__(self, client: httpx2.AsyncClient, *, base_url: str, api_key: str,
+                 limiter: RateLimiter | None = None) -> None:
+        self.api = MailerLiteApi(client, base_url, api_key, limiter=limiter)
+        self._cache_key = (SERVICE, self.api.base_url, self.api.key_id)
+
+    # --- account -------------------------------------------------------------------------
+
+    async def validate(self) -> str:
+        try:
+            await self.api.call("GET", "/subscribers", params={"limit": 0})
+        except UpstreamUnauthorized:
+            raise Unprocessable("MailerLite did not accept this API key",
+                                code="invalid_api_key") from None
+        return self.label
+
+    async def list_lists(self) -> list[EspList]:
+        return []
+
+    async def list_segments(self) -> list[Segment]:
+        return [parse_group(g) for g in await self._pages("/groups", {})]
+
+    async def create_segment(self, name: str) -> Segment:
+        # Group names are not unique at MailerLite: reuse an existing one of the same name.
+        for group in await self._pages("/groups", {"filter[name]": name}):
+            if str(group.get("name", "")).casefold() == name.casefold():
+                return parse_group(group)
+        return parse_group((await self.api.call("POST", "/groups", json={"name": name}))["data"])
+
+    async def _pages(self, path: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            body = await self.api.call("GET", path, params={**params, "limit": PAGE, "page": page})
+            items.extend(body.get("data") or [])
+            meta = body.get("meta") or {}
+            if page >= int(meta.get("last_page") or 1):
+                return items
+            page += 1
+
+    # --- fields --------------------------------------------------------------------------
+
+    async def ensure_fields(self, names: Sequence[str]) -> Mapping[str, str]:
+        if not names:
+            return {}
+        known = await self._field_keys()
+        resolved: dict[str, str] = {}
+        for name in names:
+            key = resolve_field(name, known)
+            if key is None:
+                body = await self.api.call("POST", "/fields", json={"name": name, "type": "text"})
+                key = str(body["data"]["key"])
+                known = {**known, key: key, name.casefold(): key}
+                cache.put(self._cache_key, known)
+            resolved[name] = key
+        return resolved
+
+    async def _field_keys(self) -> dict[str, str]:
+        known = cache.get(self._cache_key)
+        if known is None:
+            known = {}
+            for item in await self._pages("/fields", {}):
+                known[str(item["key"])] = str(item["key"])
+                known.setdefault(str(item.get("name", "")).casefold(), str(item["key"]))
+            cache.put(self._cache_key, known)
+        return known
+
+    async def _vendor_fields(self, fields: Mapping[str, str | None]) -> dict[str, str]:
+        present = {name: value for name, value in fields.items() if value is not None}
+        keys = await self.ensure_fields(list(present))
+        return {keys[name]: value for name, value in present.items()}
+
+    # --- subscribers ---------------------------------------------------------------------
+
+    async def get_subscriber(self, email: str) -> Subscriber | None:
+        try:
+            body = await self.api.call("GET", f"/subscribers/{quote(lower(email) or email, safe='@')}")
+        except UpstreamNotFound:
+            return None
+        return parse_subscriber(body["data"])
+
+    async def upsert(self, data: SubscriberData) -> Subscriber:
+        payload: dict[str, Any] = {"email": lower(data.email)}
+        fields = await self._vendor_fields(data.fields)
+        if fields:
+            payload["fields"] = fields
+        if data.add_segments:
+            payload["groups"] = list(dict.fromkeys(data.add_segments))
+        if data.consent is Consent.PENDING and await self.get_subscriber(data.email) is None:
+            payload["status"] = "unconfirmed"  # only ever for an address MailerLite lacks
+        status, body = await self.api.request("POST", "/subscribers", json=payload)
+        subscriber = parse_subscriber(body["data"], created=status == 201)
+        await self._unassign(subscriber, data.remove_segments, known_groups="groups" in body["data"])
+        return subscriber
+
+    async def _unassign(self, subscriber: Subscriber, groups: Sequence[str], *,
+                        known_groups: bool) -> None:
+        for group_id in dict.fromkeys(groups):
+            if known_groups and group_id not in subscriber.segments:
+                continue
+            with contextlib.suppress(UpstreamNotFound):  # not in it: the state we wanted
+                await self.api.call("DELETE", f"/subscribers/{subscriber.id}/groups/{group_id}")
+
+    async def set_membership(self, email: str, *, add: Sequence[str] = (),
+                             remove: Sequence[str] = ()) -> None:
+        subscriber = await self.get_subscriber(email)
+        if subscriber is None:
+            if add:
+                raise UpstreamNotFound(f"MailerLite has no subscriber {email}", service=SERVICE)
+            return
+        for group_id in dict.fromkeys(add):
+            if group_id not in subscriber.segments:
+                await self.api.call("POST", f"/subscribers/{subscriber.id}/groups/{group_id}")
+        await self._unassign(subscriber, remove, known_groups=True)
+
+    async def unsubscribe(self, email: str) -> None:
+        await self.api.call("POST", "/subscribers",
+                            json={"email": lower(email), "status": "unsubscribed"})
+
+    async def forget(self, email: str) -> None:
+        subscriber = await self.get_subscriber(email)
+        if subscriber is not None:
+            await self.api.call("POST", f"/subscribers/{subscriber.id}/forget")
+
+    # --- webhooks ------------------------------------------------------------------------
+
+    async def register_webhook(self, url: str) -> Webhook:
+        # `subscriber.deleted` is only delivered to batchable webhooks (A.8).
+        body = await self.api.call("POST", "/webhooks", json={
+            "name": "mailsync", "url": url, "events": WEBHOOK_EVENTS, "enabled": True,
+            "batchable": True})
+        return parse_webhook_object(body["data"])
+
+    async def delete_webhook(self, webhook_id: str) -> None:
+        with contextlib.suppress(UpstreamNotFound):
+            await self.api.call("DELETE", f"/webhooks/{webhook_id}")
+
+    # --- bulk (backfill) -----------------------------------------------------------------
+
+    async def bulk_upsert(self, items: Sequence[SubscriberData]) -> BulkResult:
+        """`POST /batch` of up to 50 upserts per call, then one batch of group removals."""
+        succeeded: list[str] = []
+        failed: dict[str, str] = {}
+        for start in range(0, len(items), BATCH_MAX):
+            chunk = items[start:start + BATCH_MAX]
+            requests = [{"method": "POST", "path": "api/subscribers",
+                         "body": await self._bulk_body(item)} for item in chunk]
+            answers = await self._batch(requests)
+            removals = []
+            for item, answer in zip(chunk, answers, strict=True):
+                email = lower(item.email) or item.email
+                if answer.get("code") in (200, 201):
+                    succeeded.append(email)
+                    removals += _removals(item, answer.get("body", {}).get("data", {}))
+                else:
+                    failed[email] = _answer_message(answer)
+            if removals:
+                await self._batch(removals)
+        return BulkResult(succeeded=tuple(succeeded), failed=failed)
+
+    async def _bulk_body(self, item: SubscriberData) -> dict[str, Any]:
+        body: dict[str, Any] = {"email": lower(item.email)}
+        if fields := await self._vendor_fields(item.fields):
+            body["fields"] = fields
+        if item.add_segments:
+            body["groups"] = list(item.add_segments)
+        return body
+
+    async def _batch(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        body = await self.api.call("POST", "/batch", json={"requests": requests})
+        return list(body.get("responses") or [])
+
+    async def bulk_set_membership(self, segment_id: str, *, add: Sequence[str] = (),
+                                  remove: Sequence[str] = ()) -> BulkResult:
+        """Adds: one group import (it skips opted-out addresses, never revives them). Removals:
+        a batch of look-ups, then a batch of unassigns, per 50 addresses."""
+        if add:
+            await self.api.call("POST", f"/groups/{segment_id}/import-subscribers", json={
+                "subscribers": [{"email": lower(e)} for e in add]})
+        for start in range(0, len(remove), BATCH_MAX):
+            chunk = [lower(e) or e for e in remove[start:start + BATCH_MAX]]
+            found = await self._batch([{"method": "GET", "path": f"api/subscribers/{quote(e, safe='@')}"}
+                                       for e in chunk])
+            deletes = [{"method": "DELETE",
+                        "path": f"api/subscribers/{a['body']['data']['id']}/groups/{segment_id}"}
+                       for a in found if a.get("code") == 200]
+            if deletes:
+                await self._batch(deletes)
+        return BulkResult(succeeded=tuple(lower(e) or e for e in [*add, *remove]))
+
+
+def resolve_field(name: str, known: Mapping[str, str]) -> str | None:
+    candidate = DEFAULT_KEYS.get(name, name)
+    return known.get(candidate) or known.get(name.casefold())
+
+
+def _removals(item: SubscriberData, data: Mapping[str, Any]) -> list[dict[str, Any]]:
+    if not item.remove_segments or "id" not in data:
+        return []
+    current = {str(g["id"]) for g in data.get("groups") or () if isinstance(g, Mapping)}
+    return [{"method": "DELETE", "path": f"api/subscribers/{data['id']}/groups/{g}"}
+            for g in dict.fromkeys(item.remove_segments)
+            if "groups" not in data or g in current]
+
+
+def _answer_message(answer: Mapping[str, Any]) -> str:
+    body = answer.get("body") or {}
+    message = str(body.get("message") or f"MailerLite answered {answer.get('code')}")
+    errors = body.get("errors")
+    if isinstance(errors, dict):
+        details = "; ".join(f"{k}: {' '.join(map(str, v))}" for k, v in errors.items())
+        message = f"{message} ({details})"
+    return message

@@ -46,8 +46,11 @@ class RateLimiter:
             waited += wait
 
     async def _try_take(self, key: str, rate: float, burst: float) -> float:
-        now = self._clock()
         async with self._sessions() as session, session.begin():
+            # Read the clock once the transaction holds its place (SQLite: the write lock): a
+            # time read while queueing would be stale by the time it is written.
+            await session.connection()
+            now = self._clock()
             await session.exec(insert_for(session)(RateBucket)
                                .values(key=key, tokens=burst, updated_at=now)
                                .on_conflict_do_nothing())
@@ -58,7 +61,10 @@ class RateLimiter:
             taken = await session.exec(
                 update(RateBucket)
                 .where(RateBucket.key == key, available >= 1 - 1e-9)  # float refill
-                .values(tokens=available - 1, updated_at=now)
+                # The bucket's clock never runs backwards, whichever process writes last.
+                .values(tokens=available - 1,
+                        updated_at=case((literal(now) > RateBucket.updated_at, literal(now)),
+                                        else_=RateBucket.updated_at))
                 .execution_options(synchronize_session=False))
             if taken.rowcount == 1:
                 return 0.0

@@ -27,6 +27,7 @@ from backend.models import (
     JobState,
     KommoToken,
     MappingRule,
+    NoteReceipt,
     utcnow,
 )
 from backend.security import Vault, new_hook_key
@@ -86,6 +87,15 @@ async def set_account_status(session: AsyncSession, account_id: int, status: str
         session.add(account)
 
 
+async def set_kommo_webhook_registered(
+    session: AsyncSession, account_id: int, registered: bool
+) -> None:
+    account = await session.get(Account, account_id)
+    if account is not None:
+        account.kommo_webhook_registered = registered
+        session.add(account)
+
+
 # --- secrets --------------------------------------------------------------------------------
 
 
@@ -124,6 +134,32 @@ async def get_kommo_token_row(session: AsyncSession, account_id: int) -> KommoTo
     return await session.get(KommoToken, account_id)
 
 
+async def lock_kommo_tokens(
+    session: AsyncSession, vault: Vault, account_id: int
+) -> KommoTokens | None:
+    """The token pair with its row locked until the transaction ends (`SELECT … FOR UPDATE` on
+    PostgreSQL). SQLite renders no FOR UPDATE: callers there serialise within the process."""
+    query = (select(KommoToken).where(KommoToken.account_id == account_id).with_for_update()
+             .execution_options(populate_existing=True))
+    row = (await session.exec(query)).first()
+    if row is None:
+        return None
+    return KommoTokens(access_token=Secret(vault.decrypt(row.access_token_enc)),
+                       refresh_token=Secret(vault.decrypt(row.refresh_token_enc)),
+                       expires_at=row.expires_at)
+
+
+async def list_idle_kommo_accounts(session: AsyncSession, refreshed_before: datetime) -> Sequence[int]:
+    """For the keep-alive job, across tenants: active accounts whose Kommo tokens were last
+    refreshed before the cutoff."""
+    query = (select(KommoToken.account_id)
+             .join(Account, col(Account.id) == col(KommoToken.account_id))
+             .where(Account.status == AccountStatus.ACTIVE,
+                    col(KommoToken.refreshed_at) < refreshed_before)
+             .order_by(col(KommoToken.account_id)))
+    return (await session.exec(query)).all()
+
+
 async def get_esp_connection(session: AsyncSession, account_id: int) -> EspConnection | None:
     return await session.get(EspConnection, account_id)
 
@@ -138,9 +174,13 @@ async def delete_esp_connection(session: AsyncSession, account_id: int) -> None:
 
 
 async def erase_account_secrets(session: AsyncSession, account_id: int) -> None:
-    """Disconnect: the Kommo tokens and the ESP key are gone, the admin's mapping stays."""
+    """Disconnect: the Kommo tokens, the ESP key and the webhook secret are gone; the admin's
+    mapping stays, and so does the ESP connection's hook key, so the ESP's later deliveries get
+    410 Gone (Mailchimp then disables its webhook) rather than 404."""
     await session.exec(delete(KommoToken).where(col(KommoToken.account_id) == account_id))
-    await session.exec(delete(EspConnection).where(col(EspConnection.account_id) == account_id))
+    await session.exec(
+        update(EspConnection).where(col(EspConnection.account_id) == account_id)
+        .values(api_key_enc="", webhook_secret_enc=None))
 
 
 async def rotate_encrypted_secrets(session: AsyncSession, vault: Vault) -> int:
@@ -204,6 +244,25 @@ async def find_contact_states_by_email(
     query = select(ContactState).where(ContactState.account_id == account_id,
                                        ContactState.email == email.lower())
     return (await session.exec(query)).all()
+
+
+async def find_contact_states_by_lead(
+    session: AsyncSession, account_id: int, lead_id: int
+) -> Sequence[ContactState]:
+    query = select(ContactState).where(ContactState.account_id == account_id,
+                                       ContactState.lead_id == lead_id)
+    return (await session.exec(query)).all()
+
+
+async def add_note_receipt(session: AsyncSession, account_id: int, dedupe_key: str) -> None:
+    session.add(NoteReceipt(account_id=account_id, dedupe_key=dedupe_key))
+    await session.flush()
+
+
+async def has_note_receipt(session: AsyncSession, account_id: int, dedupe_key: str) -> bool:
+    query = select(NoteReceipt.id).where(NoteReceipt.account_id == account_id,
+                                         NoteReceipt.dedupe_key == dedupe_key)
+    return (await session.exec(query)).first() is not None
 
 
 async def save_contact_state(session: AsyncSession, state: ContactState) -> None:

@@ -1,5 +1,201 @@
-"""Routes: filled in by the issue that owns them."""
+"""Webhooks in: verify → store → acknowledge. No handler here calls Kommo or an ESP.
 
-from starlette.routing import BaseRoute
+Each delivery becomes one inbox row (deduplicated) plus the jobs it implies, committed before
+the 200 goes out; the worker does the rest. Hook keys are looked up through a short-lived cache
+so a burst of deliveries does not queue reads behind the SQLite writer.
+"""
 
-routes: list[BaseRoute] = []
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from backend import logs, metrics, providers, repository
+from backend.errors import BadRequest, Gone, MailsyncError, NotFound
+from backend.kommo.webhooks import KommoEvent, parse_webhook
+from backend.models import AccountStatus, EspConnection
+from backend.providers.base import EspEvent
+from backend.sync.inbox import Delivery
+from backend.sync.jobs import JobSpec
+
+HOOK_CACHE_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class HookTarget:
+    account_id: int
+    status: str
+    connection: EspConnection | None = None  # ESP hooks: the connection the key belongs to
+
+
+class HookKeyCache:
+    """hook key → (account id, status), remembered for a few seconds (misses too, so a flood of
+    unknown keys costs one read per key, not one per request)."""
+
+    def __init__(self, ttl: float = HOOK_CACHE_SECONDS) -> None:
+        self.ttl = ttl
+        self._entries: dict[str, tuple[float, HookTarget | None]] = {}
+
+    async def kommo(self, request: Request, hook_key: str) -> HookTarget | None:
+        return await self._lookup(request, f"kommo:{hook_key}", _find_kommo, hook_key)
+
+    async def esp(self, request: Request, hook_key: str) -> HookTarget | None:
+        return await self._lookup(request, f"esp:{hook_key}", _find_esp, hook_key)
+
+    async def _lookup(self, request: Request, cache_key: str, find, hook_key: str) -> HookTarget | None:
+        cached = self._entries.get(cache_key)
+        now = time.monotonic()
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        async with request.app.state.services.sessions() as session:
+            target = await find(session, hook_key)
+        if len(self._entries) > 10_000:
+            self._entries.clear()
+        self._entries[cache_key] = (now + self.ttl, target)
+        return target
+
+
+async def _find_kommo(session, hook_key: str) -> HookTarget | None:
+    account = await repository.find_account_by_hook_key(session, hook_key)
+    return HookTarget(account.id, account.status) if account else None
+
+
+async def _find_esp(session, hook_key: str) -> HookTarget | None:
+    connection = await repository.find_esp_connection_by_hook_key(session, hook_key)
+    if connection is None:
+        return None
+    account = await repository.get_account(session, connection.account_id)
+    status = account.status if account else AccountStatus.DISCONNECTED
+    if not connection.api_key_enc:
+        status = AccountStatus.DISCONNECTED
+    return HookTarget(connection.account_id, status, connection)
+
+
+def _cache(request: Request) -> HookKeyCache:
+    state = request.app.state
+    if not hasattr(state, "hook_cache"):
+        state.hook_cache = HookKeyCache()
+    return state.hook_cache
+
+
+def reject(source: str, exc: MailsyncError) -> MailsyncError:
+    metrics.WEBHOOKS_REJECTED.labels(source, exc.code).inc()
+    return exc
+
+
+async def kommo_webhook(request: Request) -> JSONResponse:
+    target = await _cache(request).kommo(request, request.path_params["hook_key"])
+    if target is None:
+        raise reject("kommo", NotFound("no account has this webhook address", code="unknown_hook"))
+    logs.bind_account(target.account_id)
+    if target.status == AccountStatus.DISCONNECTED:
+        raise reject("kommo", Gone("this account has disconnected mailsync", code="disconnected"))
+    body = await request.body()
+    try:
+        webhook = parse_webhook(body)
+    except MailsyncError as exc:
+        raise reject("kommo", exc) from None
+    if webhook.account_id != target.account_id:
+        raise reject("kommo", BadRequest("the body names another account than the webhook address",
+                                         code="account_mismatch"))
+    specs = tuple(spec for event in webhook.events if (spec := kommo_job(target.account_id, event)))
+    if not specs:
+        return JSONResponse({"accepted": 0})
+    delivery = Delivery(source="kommo", account_id=target.account_id,
+                        dedupe_key=kommo_dedupe_key(target.account_id, webhook.events),
+                        body=body.decode("utf-8"), jobs=specs)
+    new = await request.app.state.services.inbox.submit(delivery)
+    metrics.WEBHOOKS_RECEIVED.labels("kommo").inc()
+    return JSONResponse({"accepted": len(specs) if new else 0})
+
+
+async def _esp_target(request: Request, kind: str) -> HookTarget:
+    target = await _cache(request).esp(request, request.path_params["hook_key"])
+    if target is None or target.connection is None or target.connection.kind != kind:
+        raise reject(kind, NotFound("no connection has this webhook address", code="unknown_hook"))
+    logs.bind_account(target.account_id)
+    if target.status == AccountStatus.DISCONNECTED:
+        raise reject(kind, Gone("this account has disconnected mailsync", code="disconnected"))
+    return target
+
+
+async def esp_webhook(request: Request) -> JSONResponse:
+    """MailerLite (signed JSON) and Mailchimp (form; the key in the URL is the secret)."""
+    kind = request.url.path.split("/")[2]
+    target = await _esp_target(request, kind)
+    services = request.app.state.services
+    body = await request.body()
+    try:
+        events = providers.parse_delivery(target.connection, services, body=body,
+                                          headers=request.headers)
+    except MailsyncError as exc:
+        raise reject(kind, exc) from None
+    accepted = 0
+    for event in events:
+        if not event.is_opt_out:
+            continue  # only opt-outs and address changes act on Kommo
+        payload = esp_event_payload(event)
+        # Per account: two Kommo accounts may connect the same ESP account and both hear of it.
+        key = f"{target.account_id}:{event.dedupe_key}"
+        delivery = Delivery(source=kind, account_id=target.account_id, dedupe_key=key,
+                            body=json.dumps(payload), jobs=(JobSpec(
+                                target.account_id, "esp_event", f"esp_event:{key}", payload),))
+        accepted += await services.inbox.submit(delivery)
+    metrics.WEBHOOKS_RECEIVED.labels(kind).inc()
+    return JSONResponse({"accepted": accepted})
+
+
+async def mailchimp_validation(request: Request) -> JSONResponse:
+    """Mailchimp GETs the URL before it accepts a webhook: answer 200 for a live key."""
+    await _esp_target(request, "mailchimp")
+    return JSONResponse({"ok": True})
+
+
+def esp_event_payload(event: EspEvent) -> dict:
+    return {"source": event.source, "kind": str(event.kind), "email": event.email,
+            "new_email": event.new_email, "subscriber_id": event.subscriber_id,
+            "occurred_at": event.occurred_at.isoformat() if event.occurred_at else None,
+            "reason": event.reason, "raw_type": event.raw_type, "dedupe_key": event.dedupe_key}
+
+
+def kommo_job(account_id: int, event: KommoEvent) -> JobSpec | None:
+    """Level-triggered: the job names the lead or contact; the payload only carries hints."""
+    if event.entity == "lead":
+        return JobSpec(account_id, "reconcile_lead", f"reconcile_lead:{account_id}:{event.id}", {
+            "lead_id": event.id, "action": event.action, "status_id": event.status_id,
+            "pipeline_id": event.pipeline_id, "last_modified": event.last_modified})
+    if event.entity == "contact":
+        return JobSpec(account_id, "reconcile_contact",
+                       f"reconcile_contact:{account_id}:{event.id}",
+                       {"contact_id": event.id, "action": event.action,
+                        "last_modified": event.last_modified})
+    return None  # companies are not synced
+
+
+def kommo_dedupe_key(account_id: int, events: tuple[KommoEvent, ...]) -> str:
+    """The same change delivered again (Kommo retries) hashes the same; a new change to the
+    same lead carries a new `last_modified` and does not."""
+    parts = sorted(f"{e.entity}:{e.action}:{e.id}:{_version(e)}" for e in events)
+    digest = hashlib.sha256("|".join([str(account_id), *parts]).encode()).hexdigest()
+    return f"kommo:{digest}"
+
+
+
+def _version(event: KommoEvent) -> str:
+    if event.last_modified is not None:
+        return str(event.last_modified)
+    return hashlib.sha256(repr(sorted(event.data.items())).encode()).hexdigest()[:16]
+
+
+routes = [
+    Route("/webhooks/kommo/{hook_key}", kommo_webhook, methods=["POST"]),
+    Route("/webhooks/mailerlite/{hook_key}", esp_webhook, methods=["POST"]),
+    Route("/webhooks/mailchimp/{hook_key}", esp_webhook, methods=["POST"]),
+    Route("/webhooks/mailchimp/{hook_key}", mailchimp_validation, methods=["GET"]),
+]

@@ -83,7 +83,7 @@ class EspConnection(SQLModel, table=True):
     list_name: str | None = Field(default=None, max_length=255)
     dc: str | None = Field(default=None, max_length=16)
     classic: bool = Field(default=False)
-    webhook_id: str | None = Field(default=None, max_length=64)
+    webhook_id: str | None = Field(default=None, max_length=255)  # Classic: several ids
     webhook_secret_enc: str | None = Field(default=None, sa_type=sa.Text)
     hook_key: str = Field(max_length=64, unique=True)
     connected_at: datetime = _ts(nullable=False, default=True)
@@ -123,9 +123,22 @@ class ContactState(SQLModel, table=True):
     esp_status: str | None = Field(default=None, max_length=32)
     segments: list = Field(default_factory=list, sa_type=sa.JSON, nullable=False)
     lead_id: int | None = None
+    lead_updated_at: int | None = None  # the deciding lead's updated_at (most recent decides)
     fields_hash: str | None = Field(default=None, max_length=64)
     last_synced_at: datetime | None = _ts()
     last_error: str | None = Field(default=None, sa_type=sa.Text)
+
+
+class NoteReceipt(SQLModel, table=True):
+    """An ESP event already written to Kommo: a redelivered or retried event adds no note."""
+
+    __tablename__ = "note_receipt"
+    __table_args__ = (sa.UniqueConstraint("account_id", "dedupe_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", ondelete="CASCADE")
+    dedupe_key: str = Field(max_length=255)
+    created_at: datetime = _ts(nullable=False, default=True)
 
 
 class InboxEvent(SQLModel, table=True):

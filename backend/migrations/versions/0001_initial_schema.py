@@ -69,6 +69,7 @@ def upgrade() -> None:
     sa.Column('esp_status', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=True),
     sa.Column('segments', sa.JSON(), nullable=False),
     sa.Column('lead_id', sa.Integer(), nullable=True),
+    sa.Column('lead_updated_at', sa.Integer(), nullable=True),
     sa.Column('fields_hash', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     sa.Column('last_synced_at', backend.models.UTCDateTime(), nullable=True),
     sa.Column('last_error', sa.Text(), nullable=True),
@@ -88,7 +89,7 @@ def upgrade() -> None:
     sa.Column('list_name', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True),
     sa.Column('dc', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True),
     sa.Column('classic', sa.Boolean(), nullable=False),
-    sa.Column('webhook_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+    sa.Column('webhook_id', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True),
     sa.Column('webhook_secret_enc', sa.Text(), nullable=True),
     sa.Column('hook_key', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('connected_at', backend.models.UTCDateTime(), nullable=False),
@@ -135,6 +136,15 @@ def upgrade() -> None:
         batch_op.create_index('ux_job_running_account', ['account_id'], unique=True, sqlite_where=sa.text("state = 'running'"), postgresql_where=sa.text("state = 'running'"))
         batch_op.create_index('ux_job_pending_coalesce_key', ['coalesce_key'], unique=True, sqlite_where=sa.text("state = 'pending'"), postgresql_where=sa.text("state = 'pending'"))
 
+    op.create_table('note_receipt',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('account_id', sa.Integer(), nullable=False),
+    sa.Column('dedupe_key', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
+    sa.Column('created_at', backend.models.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['account.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('account_id', 'dedupe_key')
+    )
     op.create_table('queue_turn',
     sa.Column('account_id', sa.Integer(), nullable=False),
     sa.Column('last_claimed_at', backend.models.UTCDateTime(), nullable=False),
@@ -173,6 +183,7 @@ def downgrade() -> None:
     op.drop_table('mapping_rule')
     op.drop_table('kommo_token')
     op.drop_table('queue_turn')
+    op.drop_table('note_receipt')
     with op.batch_alter_table('job', schema=None) as batch_op:
         batch_op.drop_index('ux_job_pending_coalesce_key', sqlite_where=sa.text("state = 'pending'"), postgresql_where=sa.text("state = 'pending'"))
         batch_op.drop_index('ux_job_running_account', sqlite_where=sa.text("state = 'running'"), postgresql_where=sa.text("state = 'running'"))

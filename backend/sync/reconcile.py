@@ -1,18 +1,307 @@
-"""Kommo → ESP: reconcile a lead or a contact (level-triggered). Filled in by the sync issue."""
+"""Kommo → ESP, level-triggered (ARCHITECTURE §1 rule 2, §7).
+
+A job names a lead or a contact. We read Kommo's current truth, compute what the contact's
+address should look like at the ESP, compare with what we last wrote (`ContactState`) and send
+only the difference — usually one upsert carrying the segment change. Late, repeated and
+out-of-order deliveries therefore all converge on Kommo's final state.
+"""
 
 from __future__ import annotations
 
+import contextlib
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
+
+from backend.errors import PermanentRefusal, UpstreamNotFound
+from backend.kommo import types
+from backend.models import ContactState, utcnow
+from backend.providers.base import OPTED_OUT, Consent, EspStatus, SubscriberData
+from backend.sync.context import SyncContext
+from backend.sync.desired import ContactPlan, plan_contact, segment_change
 
 if TYPE_CHECKING:
     from backend.services import Services
 
+# A contact we synced within this window is trusted as stored for a pure stage change: its own
+# edits reach us as contact webhooks (reconcile_contact), so the lead job need not re-read it.
+TRUST_STORED_CONTACT = timedelta(hours=24)
+# Set by reverse.py when the ESP moved the address elsewhere: never re-create the old one.
+ADDRESS_CHANGED = "email_changed"
+
 
 async def reconcile_lead(services: Services, account_id: int, lead_id: int) -> None:
-    raise NotImplementedError("lead reconciliation arrives with the sync-semantics issue")
+    ctx = await SyncContext.load(services, account_id)
+    if ctx is None:
+        return
+    lead = await ctx.kommo.lead(lead_id)
+    if lead is None:
+        await _lead_deleted(ctx, lead_id)
+        return
+    if ctx.mapping.rule_for(lead.pipeline_id, lead.status_id) is None:
+        await _release(ctx, lead_id)  # unmapped stage: nothing changes at the ESP
+        return
+    if not lead.contacts:
+        await ctx.record(outcome="skipped", summary="skipped: the lead has no contact",
+                         lead_id=lead.id)
+        return
+    contact_ids = ([c.id for c in lead.contacts] if ctx.options["all_lead_contacts"]
+                   else [lead.main_contact_id])
+    for plan, state in await _plans(ctx, lead, contact_ids):
+        await apply(ctx, lead, plan, state)
 
 
-async def reconcile_contact(
-    services: Services, account_id: int, contact_id: int, hints: dict[str, Any]
-) -> None:
-    raise NotImplementedError("contact reconciliation arrives with the sync-semantics issue")
+async def _plans(ctx: SyncContext, lead: types.Lead, contact_ids: list[int]
+                 ) -> list[tuple[ContactPlan, ContactState | None]]:
+    """One plan per contact; contacts synced recently are not read again (see above)."""
+    states = {cid: await ctx.state(cid) for cid in contact_ids}
+    stale = [cid for cid, state in states.items() if not _trusted(ctx, state)]
+    fetched = {c.id: c for c in await ctx.kommo.contacts(stale)} if stale else {}
+    plans = []
+    for cid in contact_ids:
+        state = states[cid]
+        if cid in fetched:
+            plans.append((plan_contact(fetched[cid], lead.id, ctx.options), state))
+        elif cid not in stale and state is not None:
+            plans.append((_stored_plan(state, lead.id), state))
+    return plans
+
+
+def _trusted(ctx: SyncContext, state: ContactState | None) -> bool:
+    return (state is not None and state.email is not None and state.fields_hash is not None
+            and state.last_error is None and ctx.options["consent_field_id"] is None
+            and state.last_synced_at is not None
+            and utcnow() - state.last_synced_at < TRUST_STORED_CONTACT)
+
+
+def _stored_plan(state: ContactState, lead_id: int) -> ContactPlan:
+    """The contact as we last wrote it; only the deciding lead's id may be new."""
+    fields = {} if state.lead_id == lead_id else {"kommo_lead_id": str(lead_id)}
+    return ContactPlan(contact_id=state.contact_id, email=state.email, skip_reason=None,
+                       consent=Consent.SUBSCRIBED, fields=fields, known_hash=state.fields_hash)
+
+
+async def apply(ctx: SyncContext, lead: types.Lead, plan: ContactPlan,
+                state: ContactState | None) -> None:
+    """Bring one contact's address in line with the lead's mapped stage."""
+    rule = ctx.mapping.rule_for(lead.pipeline_id, lead.status_id)
+    assert rule is not None
+    common = {"lead_id": lead.id, "contact_id": plan.contact_id, "email": plan.email}
+    if plan.skip_reason:
+        await ctx.record(outcome="skipped", summary=f"skipped: {plan.skip_reason}", **common)
+        return
+    if _decided_elsewhere(lead, state):
+        await ctx.record(outcome="skipped", summary=f"skipped: lead {state.lead_id} was updated "
+                         "more recently and decides this contact's segment", **common)
+        return
+    if state is not None and state.last_error and state.fields_hash == plan.fields_hash:
+        return  # refused for good before, and the contact has not changed since
+    state = await _follow_email(ctx, plan, state)
+    if state.esp_status == ADDRESS_CHANGED:
+        await ctx.record(outcome="skipped", summary="skipped: the address was changed at "
+                         f"{ctx.platform}; update the contact's email in Kommo", **common)
+        return
+    await _send(ctx, lead, rule, plan, state, common)
+
+
+def _decided_elsewhere(lead: types.Lead, state: ContactState | None) -> bool:
+    """One address, several leads: the most recently updated lead in a mapped stage decides."""
+    return (state is not None and state.lead_id not in (None, lead.id)
+            and (state.lead_updated_at or 0) > (lead.updated_at or 0))
+
+
+async def _follow_email(ctx: SyncContext, plan: ContactPlan,
+                        state: ContactState | None) -> ContactState:
+    """The state to diff against. A new address starts from what the ESP holds for it; an old
+    address leaves the managed segments."""
+    if state is not None and state.email == plan.email:
+        return state
+    if state is not None and state.email and state.segments:
+        await _leave_managed(ctx, state.email, state.segments)
+    subscriber = await ctx.provider.get_subscriber(plan.email)
+    fresh = state or ContactState(account_id=ctx.account_id, contact_id=plan.contact_id)
+    fresh.email = plan.email
+    fresh.esp_subscriber_id = subscriber.id if subscriber else None
+    fresh.esp_status = str(subscriber.status) if subscriber else None
+    fresh.segments = sorted(set(subscriber.segments) & ctx.mapping.managed_segments) if subscriber else []
+    fresh.fields_hash = None
+    return fresh
+
+
+async def _send(ctx: SyncContext, lead: types.Lead, rule, plan: ContactPlan,
+                state: ContactState, common: dict) -> None:
+    change = segment_change(rule, ctx.mapping.managed_segments, state.segments)
+    new_contact = state.last_synced_at is None
+    add = list(change.add)
+    if new_contact and ctx.options["new_contact_segment_id"]:
+        add.append(ctx.options["new_contact_segment_id"])
+    same_fields = state.fields_hash == plan.fields_hash and state.lead_id == lead.id
+    try:
+        if change.unsubscribe:
+            summary = await _unsubscribe(ctx, plan, state)
+        elif add or change.remove or not same_fields:
+            summary = await _upsert(ctx, plan, state, add, change.remove)
+        else:
+            summary = None
+    except PermanentRefusal as refusal:
+        await _refused(ctx, plan, state, refusal, common)
+        return
+    _remember(ctx, state, lead, plan)
+    await ctx.save(state)
+    if summary:
+        await ctx.record(outcome="ok", summary=summary, **common)
+        if ctx.options["notes_on_sync"]:
+            await ctx.kommo.add_notes("leads", [types.NewNote(
+                entity_id=lead.id, text=f"mailsync: {plan.email} {summary} at {ctx.platform}.")])
+
+
+async def _upsert(ctx: SyncContext, plan: ContactPlan, state: ContactState,
+                  add: list[str], remove: tuple[str, ...]) -> str:
+    subscriber = await ctx.provider.upsert(SubscriberData(
+        email=plan.email, fields=plan.fields, consent=plan.consent, add_segments=add,
+        remove_segments=remove))
+    state.esp_subscriber_id = subscriber.id or state.esp_subscriber_id
+    state.esp_status = str(subscriber.status)
+    state.segments = sorted((set(state.segments) | set(add)) - set(remove))
+    return _describe(add, remove) or "updated"
+
+
+async def _unsubscribe(ctx: SyncContext, plan: ContactPlan, state: ContactState) -> str | None:
+    if state.esp_status and EspStatus.parse(state.esp_status) in OPTED_OUT:
+        return None
+    await ctx.provider.unsubscribe(plan.email)
+    state.esp_status = str(EspStatus.UNSUBSCRIBED)
+    return "unsubscribed"
+
+
+async def _refused(ctx: SyncContext, plan: ContactPlan, state: ContactState,
+                   refusal: PermanentRefusal, common: dict) -> None:
+    """Compliance state, forgotten or fake-looking address: recorded once, not retried until
+    the contact changes in Kommo."""
+    state.last_error = refusal.message
+    state.fields_hash = plan.fields_hash
+    await ctx.save(state)
+    await ctx.record(outcome="failed", summary=f"{ctx.platform} refused the address",
+                     detail=refusal.message, **common)
+
+
+def _remember(ctx: SyncContext, state: ContactState, lead: types.Lead, plan: ContactPlan) -> None:
+    state.lead_id = lead.id
+    state.lead_updated_at = lead.updated_at
+    state.fields_hash = plan.fields_hash
+    state.last_synced_at = utcnow()
+    state.last_error = None
+
+
+def _describe(add: list[str], remove: tuple[str, ...]) -> str:
+    parts = []
+    if add:
+        parts.append("added to segment " + ", ".join(add))
+    if remove:
+        parts.append("removed from segment " + ", ".join(remove))
+    return "; ".join(parts)
+
+
+async def _leave_managed(ctx: SyncContext, email: str, segments: list[str]) -> None:
+    managed = sorted(set(segments) & ctx.mapping.managed_segments)
+    if managed:
+        # A refused old address cannot be in anything we could remove it from.
+        with contextlib.suppress(PermanentRefusal, UpstreamNotFound):
+            await ctx.provider.set_membership(email, remove=managed)
+
+
+async def _release(ctx: SyncContext, lead_id: int) -> list[int]:
+    """The lead left the mapping: it no longer decides anyone's segment (the ESP keeps them).
+    Returns the contacts it decided."""
+    states = await ctx.states_of_lead(lead_id)
+    for state in states:
+        state.lead_id, state.lead_updated_at = None, None
+        await ctx.save(state)
+    return [state.contact_id for state in states]
+
+
+async def _lead_deleted(ctx: SyncContext, lead_id: int) -> None:
+    """Its contacts leave the segment it decided, unless another of their leads decides."""
+    released = await _release(ctx, lead_id)
+    for contact_id in released:
+        if await _reconcile_contact(ctx, contact_id):
+            continue
+        state = await ctx.state(contact_id)
+        if state is None or not state.email:
+            continue
+        await _leave_managed(ctx, state.email, state.segments)
+        await ctx.record(outcome="ok", summary=f"lead {lead_id} was deleted: "
+                         + (_describe([], tuple(state.segments)) or "no segment to leave"),
+                         contact_id=state.contact_id, email=state.email, lead_id=lead_id)
+        state.segments, state.lead_id, state.lead_updated_at = [], None, None
+        await ctx.save(state)
+
+
+async def reconcile_contact(services: Services, account_id: int, contact_id: int,
+                            hints: dict[str, Any]) -> None:
+    ctx = await SyncContext.load(services, account_id)
+    if ctx is not None:
+        await _reconcile_contact(ctx, contact_id)
+
+
+async def _reconcile_contact(ctx: SyncContext, contact_id: int) -> bool:
+    """Re-read the contact and let its deciding lead apply; True when some lead decided."""
+    contact = await ctx.kommo.contact(contact_id)
+    state = await ctx.state(contact_id)
+    if contact is None:
+        await _contact_deleted(ctx, contact_id, state)
+        return False
+    lead = await _deciding_lead(ctx, contact)
+    if lead is not None:
+        await apply(ctx, lead, plan_contact(contact, lead.id, ctx.options), state)
+        return True
+    await _sync_unmapped(ctx, plan_contact(contact, None, ctx.options), state)
+    return False
+
+
+async def _deciding_lead(ctx: SyncContext, contact: types.Contact) -> types.Lead | None:
+    best = None
+    for lead_id in contact.lead_ids:
+        lead = await ctx.kommo.lead(lead_id)
+        if lead is None or ctx.mapping.rule_for(lead.pipeline_id, lead.status_id) is None:
+            continue
+        if best is None or (lead.updated_at or 0) > (best.updated_at or 0):
+            best = lead
+    return best
+
+
+async def _sync_unmapped(ctx: SyncContext, plan: ContactPlan, state: ContactState | None) -> None:
+    """No lead of the contact is in a mapped stage: keep a known address's fields current, move
+    a changed address out of the managed segments, and welcome new contacts when asked to."""
+    welcome = ctx.options["new_contact_segment_id"]
+    if plan.skip_reason or (state is None and not welcome):
+        return
+    state = await _follow_email(ctx, plan, state)
+    if state.esp_status == ADDRESS_CHANGED:
+        return
+    add = [welcome] if welcome and state.last_synced_at is None else []
+    if not add and state.fields_hash == plan.fields_hash:
+        return
+    common = {"contact_id": plan.contact_id, "email": plan.email}
+    try:
+        summary = await _upsert(ctx, plan, state, add, ())
+    except PermanentRefusal as refusal:
+        await _refused(ctx, plan, state, refusal, common)
+        return
+    state.fields_hash, state.last_synced_at, state.last_error = plan.fields_hash, utcnow(), None
+    await ctx.save(state)
+    await ctx.record(outcome="ok", summary=summary, **common)
+
+
+async def _contact_deleted(ctx: SyncContext, contact_id: int, state: ContactState | None) -> None:
+    if state is None or not state.email:
+        return
+    if ctx.options["on_contact_delete"] == "forget":
+        await ctx.provider.forget(state.email)
+        summary = "contact deleted in Kommo: address forgotten at " + ctx.platform
+    else:
+        await _leave_managed(ctx, state.email, state.segments)
+        summary = "contact deleted in Kommo: " + (_describe([], tuple(state.segments))
+                                                   or "no segment to leave")
+    await ctx.record(outcome="ok", summary=summary, contact_id=contact_id, email=state.email)
+    state.segments, state.lead_id, state.lead_updated_at = [], None, None
+    await ctx.save(state)

@@ -1,12 +1,121 @@
-"""ESP → Kommo: opt-outs become notes and tags. Filled in by the sync issue."""
+"""ESP → Kommo: an unsubscribe, bounce, spam complaint, cleaned or changed address becomes one
+`service_message` note on each lead of the contact and the tag `email-opt-out` on the contact,
+so nobody calls or mails a person who opted out (ARCHITECTURE §7).
+
+The same event delivered again adds nothing: the inbox drops repeats, and a receipt written
+after the notes stops a retried job from adding them twice.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
+
+from backend import repository
+from backend.kommo import types
+from backend.models import ContactState
+from backend.providers.base import EspStatus, EventKind
+from backend.sync.context import SyncContext
+from backend.sync.reconcile import ADDRESS_CHANGED
 
 if TYPE_CHECKING:
     from backend.services import Services
 
+OPT_OUT_TAG = "email-opt-out"
+STATUS_AFTER = {
+    EventKind.UNSUBSCRIBED: str(EspStatus.UNSUBSCRIBED),
+    EventKind.BOUNCED: str(EspStatus.BOUNCED),
+    EventKind.SPAM_REPORTED: str(EspStatus.JUNK),
+    EventKind.CLEANED: str(EspStatus.CLEANED),
+    EventKind.EMAIL_CHANGED: ADDRESS_CHANGED,
+}
+
 
 async def apply_esp_event(services: Services, account_id: int, event: dict[str, Any]) -> None:
-    raise NotImplementedError("ESP events arrive with the sync-semantics issue")
+    ctx = await SyncContext.load(services, account_id)
+    email = (event.get("email") or "").strip().lower()
+    if ctx is None or not email:
+        return
+    key = event["dedupe_key"]
+    async with services.sessions() as session:
+        if await repository.has_note_receipt(session, account_id, key):
+            return
+        states = list(await repository.find_contact_states_by_email(session, account_id, email))
+    contacts = await _contacts(ctx, email, states)
+    if not contacts:
+        await ctx.record(direction="to_kommo", outcome="skipped", email=email,
+                         summary=f"{_what(event)} at {ctx.platform}: no Kommo contact has this address")
+        await _receipt(ctx, key)
+        return
+    text = note_text(event, ctx.platform)
+    notes = [types.NewNote(entity_id=lead_id, text=text)
+             for contact in contacts for lead_id in contact.lead_ids]
+    if notes:
+        await ctx.kommo.add_notes("leads", notes)
+    await _receipt(ctx, key)  # notes are out: a retry from here on must not repeat them
+    for contact in contacts:
+        await ctx.kommo.add_contact_tag(contact.id, OPT_OUT_TAG)
+        await _mark(ctx, contact.id, email, event, states)
+        await ctx.record(direction="to_kommo", outcome="ok", email=email, contact_id=contact.id,
+                         summary=f"{_what(event)} at {ctx.platform}: noted on "
+                         f"{len(contact.lead_ids)} lead(s), tagged {OPT_OUT_TAG}")
+
+
+async def _contacts(ctx: SyncContext, email: str, states: list[ContactState]) -> list[types.Contact]:
+    """Through what we synced, else Kommo's search (exact address match)."""
+    if states:
+        return await ctx.kommo.contacts([s.contact_id for s in states])
+    return await ctx.kommo.find_contacts_by_email(email)
+
+
+async def _receipt(ctx: SyncContext, key: str) -> None:
+    async with ctx.services.sessions() as session, session.begin():
+        if not await repository.has_note_receipt(session, ctx.account_id, key):
+            await repository.add_note_receipt(session, ctx.account_id, key)
+
+
+async def _mark(ctx: SyncContext, contact_id: int, email: str, event: dict[str, Any],
+                states: list[ContactState]) -> None:
+    state = next((s for s in states if s.contact_id == contact_id), None)
+    if state is None:
+        state = ContactState(account_id=ctx.account_id, contact_id=contact_id, email=email)
+    state.esp_status = STATUS_AFTER.get(EventKind(event["kind"]), state.esp_status)
+    await ctx.save(state)
+
+
+def _what(event: dict[str, Any]) -> str:
+    kind = EventKind(event["kind"])
+    return {
+        EventKind.UNSUBSCRIBED: "unsubscribed",
+        EventKind.BOUNCED: "bounced",
+        EventKind.SPAM_REPORTED: "reported spam",
+        EventKind.CLEANED: "address cleaned",
+        EventKind.EMAIL_CHANGED: "address changed",
+    }.get(kind, str(kind))
+
+
+def note_text(event: dict[str, Any], platform: str) -> str:
+    """What happened, when and where, in words a salesperson reads at a glance."""
+    email = event.get("email")
+    when = _when(event.get("occurred_at"))
+    kind = EventKind(event["kind"])
+    reason = f" ({event['reason']})" if event.get("reason") else ""
+    what = {
+        EventKind.UNSUBSCRIBED: f"{email} unsubscribed at {platform}{reason}",
+        EventKind.BOUNCED: f"Email to {email} bounced at {platform}{reason}",
+        EventKind.SPAM_REPORTED: f"{email} reported an email from {platform} as spam",
+        EventKind.CLEANED: f"{platform} removed {email} as undeliverable{reason}",
+        EventKind.EMAIL_CHANGED: f"{email} changed their address to {event.get('new_email')} "
+                                 f"at {platform}",
+    }.get(kind, f"{email}: {kind} at {platform}")
+    return f"{what}{when}. Do not email this contact from Kommo; update the contact if needed."
+
+
+def _when(value: Any) -> str:
+    if not value:
+        return ""
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        return ""
+    return f" on {moment.strftime('%Y-%m-%d %H:%M')} UTC"

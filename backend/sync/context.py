@@ -1,0 +1,72 @@
+"""Everything one sync job of one account needs: its mapping, options, ESP and Kommo clients,
+and the small writes (contact state, activity) it records as it goes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from backend import providers, repository
+from backend.kommo.client import KommoClient
+from backend.models import AccountStatus, Activity, ContactState, utcnow
+from backend.providers.base import EmailProvider
+from backend.sync.mapping import Rule, StageMapping
+from backend.views import DEFAULT_OPTIONS
+
+if TYPE_CHECKING:
+    from backend.services import Services
+
+
+@dataclass
+class SyncContext:
+    services: Services
+    account_id: int
+    mapping: StageMapping
+    options: dict[str, Any]
+    provider: EmailProvider
+    platform: str  # "MailerLite" / "Mailchimp", for notes and activity
+    kommo: KommoClient
+
+    @classmethod
+    async def load(cls, services: Services, account_id: int) -> SyncContext | None:
+        """None when there is nothing to sync with: no active account or no ESP connected."""
+        async with services.sessions() as session:
+            account = await repository.get_account(session, account_id)
+            connection = await repository.get_esp_connection(session, account_id)
+            rules = await repository.get_mapping(session, account_id)
+            options = await repository.get_options(session, account_id)
+        if account is None or account.status != AccountStatus.ACTIVE:
+            return None
+        if connection is None or not connection.api_key_enc:
+            return None
+        mapping = StageMapping(tuple(Rule(r.pipeline_id, r.status_id, r.action, r.segment_id)
+                                     for r in rules))
+        return cls(services=services, account_id=account_id, mapping=mapping,
+                   options={**DEFAULT_OPTIONS, **options},
+                   provider=providers.build(connection, services),
+                   platform="Mailchimp" if connection.kind == "mailchimp" else "MailerLite",
+                   kommo=KommoClient(services, account_id))
+
+    async def state(self, contact_id: int) -> ContactState | None:
+        async with self.services.sessions() as session:
+            return await repository.get_contact_state(session, self.account_id, contact_id)
+
+    async def states_of_lead(self, lead_id: int) -> list[ContactState]:
+        async with self.services.sessions() as session:
+            return list(await repository.find_contact_states_by_lead(session, self.account_id, lead_id))
+
+    async def save(self, state: ContactState) -> None:
+        state.account_id = self.account_id
+        async with self.services.sessions() as session, session.begin():
+            merged = await session.merge(state)
+            await repository.save_contact_state(session, merged)
+            state.id = merged.id  # the caller's copy now updates the same row next time
+
+    async def record(self, *, direction: str = "to_esp", outcome: str, summary: str,
+                     email: str | None = None, lead_id: int | None = None,
+                     contact_id: int | None = None, detail: str | None = None) -> None:
+        async with self.services.sessions() as session, session.begin():
+            await repository.add_activity(session, self.account_id, Activity(
+                account_id=self.account_id, at=utcnow(), direction=direction, lead_id=lead_id,
+                contact_id=contact_id, email=email, summary=summary, outcome=outcome,
+                detail=detail))

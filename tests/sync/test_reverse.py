@@ -1,0 +1,76 @@
+"""ESP → Kommo: opt-outs become one note per lead and the `email-opt-out` tag, exactly once."""
+
+from backend.sync import reverse
+from tests.sync.world import ACCOUNT, QUALIFIED, WON
+
+MAPPING = {QUALIFIED: "qualified", WON: "won"}
+
+
+def event(world, email="jane@shop.io", key="evt-1", kind="unsubscribed"):
+    return {"source": world.kind, "kind": kind, "email": email, "new_email": None,
+            "subscriber_id": "1", "occurred_at": "2026-03-26T21:40:57+00:00", "reason": "manual",
+            "raw_type": kind, "dedupe_key": key}
+
+
+async def test_unsubscribe_three_deliveries_one_note_per_lead_and_the_tag(world):
+    await world.map(MAPPING)
+    contact = world.contact()
+    store = world.kommo.store
+    store.contact(ACCOUNT, contact).tags = [store.tag(store.account(ACCOUNT), {"name": "customer"})]
+    first, second = world.lead(QUALIFIED, [contact]), world.lead(WON, [contact])
+    assert await world.deliver_opt_out("jane@shop.io", times=3) == [200, 200, 200]
+    await world.drain()
+    notes = world.notes()
+    assert sorted(n["entity_id"] for n in notes) == sorted([first, second])
+    platform = "MailerLite" if world.kind == "mailerlite" else "Mailchimp"
+    assert {n["note_type"] for n in notes} == {"service_message"}
+    assert notes[0]["params"]["text"].startswith(f"jane@shop.io unsubscribed at {platform}")
+    tags = [t["name"] for t in world.kommo.store.contact(ACCOUNT, contact).tags]
+    assert tags == ["customer", "email-opt-out"]
+    assert (await world.state(contact)).esp_status == "unsubscribed"
+    [done] = [a for a in await world.activity() if a.direction == "to_kommo"]
+    assert done.outcome == "ok" and "noted on 2 lead(s)" in done.summary
+
+
+async def test_a_retried_job_adds_no_second_note(world):
+    await world.map(MAPPING)
+    contact = world.contact()
+    world.lead(QUALIFIED, [contact])
+    for _ in range(2):
+        await reverse.apply_esp_event(world.services, ACCOUNT, event(world))
+    assert len(world.notes()) == 1
+
+
+async def test_known_contacts_are_found_without_a_search(world):
+    await world.map(MAPPING)
+    contact = world.contact()
+    lead = world.lead(QUALIFIED, [contact])
+    from backend.sync import reconcile
+
+    await reconcile.reconcile_lead(world.services, ACCOUNT, lead)
+    world.router.requests.clear()
+    await reverse.apply_esp_event(world.services, ACCOUNT, event(world))
+    queries = [r.url.params.get("query") for r in world.kommo_requests()]
+    assert queries == [None, None, None, None]  # contacts by id, notes, tag read + write
+    assert len(world.kommo_requests()) == 4
+
+
+async def test_address_nobody_has_is_recorded_as_skipped(world):
+    await world.map(MAPPING)
+    await reverse.apply_esp_event(world.services, ACCOUNT, event(world, email="ghost@shop.io"))
+    assert world.notes() == []
+    [skipped] = await world.activity()
+    assert skipped.outcome == "skipped" and "no Kommo contact has this address" in skipped.summary
+
+
+async def test_after_an_address_change_the_old_address_is_not_recreated(world):
+    await world.map(MAPPING)
+    contact = world.contact()
+    lead = world.lead(QUALIFIED, [contact])
+    await reverse.apply_esp_event(world.services, ACCOUNT, {
+        **event(world, kind="email_changed"), "new_email": "jane@elsewhere.io"})
+    from backend.sync import reconcile
+
+    await reconcile.reconcile_lead(world.services, ACCOUNT, lead)
+    assert world.subscriber("jane@shop.io") == (None, set())
+    assert (await world.activity())[-1].summary.startswith("skipped: the address was changed")

@@ -179,18 +179,17 @@ def kommo_job(account_id: int, event: KommoEvent) -> JobSpec | None:
 
 
 def kommo_dedupe_key(account_id: int, events: tuple[KommoEvent, ...]) -> str:
-    """The same change delivered again (Kommo retries) hashes the same; a new change to the
-    same lead carries a new `last_modified` and does not."""
-    parts = sorted(f"{e.entity}:{e.action}:{e.id}:{_version(e)}" for e in events)
+    """A redelivery (Kommo retries with the same body) hashes the same. A new change hashes
+    differently even within the same second — `last_modified` has one-second resolution, so two
+    stage moves of a lead in one second differ only in `status_id`/`old_status_id`: the whole
+    item is hashed, not just its timestamp."""
+    parts = sorted(f"{e.entity}:{e.action}:{e.id}:{_item_digest(e)}" for e in events)
     digest = hashlib.sha256("|".join([str(account_id), *parts]).encode()).hexdigest()
     return f"kommo:{digest}"
 
 
-
-def _version(event: KommoEvent) -> str:
-    if event.last_modified is not None:
-        return str(event.last_modified)
-    return hashlib.sha256(repr(sorted(event.data.items())).encode()).hexdigest()[:16]
+def _item_digest(event: KommoEvent) -> str:
+    return hashlib.sha256(json.dumps(event.data, sort_keys=True).encode()).hexdigest()[:32]
 
 
 routes = [

@@ -135,3 +135,16 @@ async def test_disconnected_account_is_410(hook):
         await repository.set_account_status(session, ACCOUNT, "disconnected")
     response = await post(client, url, fixture("leads_add__one.txt"))
     assert (response.status_code, response.json()["error"]["code"]) == (410, "disconnected")
+
+
+async def test_two_moves_in_the_same_second_are_two_deliveries(hook):
+    """last_modified has one-second resolution: A→B→C within a second must not look like a
+    redelivery of A→B."""
+    client, url, services = hook
+    for old, new in ((100, 200), (200, 300)):
+        body = (f"leads[status][0][id]=77&leads[status][0][status_id]={new}"
+                f"&leads[status][0][old_status_id]={old}&leads[status][0][pipeline_id]=5"
+                f"&leads[status][0][last_modified]=1732540000&account[id]={ACCOUNT}")
+        assert (await post(client, url, body.encode())).json() == {"accepted": 1}
+    inbox, jobs = await stored(services)
+    assert len(inbox) == 2 and jobs[0].payload["status_id"] == 300

@@ -68,6 +68,7 @@ class Settings:
     mailchimp_api_base_url: str = "https://{dc}.api.mailchimp.com/3.0"
     admin_password: Secret | None = None
     worker_concurrency: int = 8
+    job_lease_seconds: int = 120
     engagement_poll_seconds: int = 900
 
     @property
@@ -154,6 +155,7 @@ def load_settings(
         mailchimp_api_base_url=_base(get("MAILCHIMP_API_BASE_URL"), Settings.mailchimp_api_base_url),
         admin_password=Secret(v) if (v := get("ADMIN_PASSWORD")) else None,
         worker_concurrency=_positive_int("WORKER_CONCURRENCY", get("WORKER_CONCURRENCY"), 8),
+        job_lease_seconds=_positive_int("JOB_LEASE_SECONDS", get("JOB_LEASE_SECONDS"), 120),
         engagement_poll_seconds=_positive_int(
             "ENGAGEMENT_POLL_SECONDS", get("ENGAGEMENT_POLL_SECONDS"), 900),
     )

@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import socket
 import time
 import traceback
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from backend import logs, metrics
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mailsync.worker")
 
+KEEP_ALIVE_INTERVAL = 86_400.0  # seconds between keep-alive refresh passes
 Handler = Callable[["Services", ClaimedJob], Awaitable[None]]
 HANDLERS: dict[str, Handler] = {}
 
@@ -49,18 +52,21 @@ class Worker:
         handlers: dict[str, Handler] | None = None,
         poll_interval: float = 0.25,
         grace_seconds: float = 20.0,
-        maintenance_interval: float = 15.0,
     ) -> None:
         self.services = services
         self.concurrency = concurrency
         self.handlers = HANDLERS if handlers is None else handlers
         self.poll_interval = poll_interval
         self.grace_seconds = grace_seconds
-        self.maintenance_interval = maintenance_interval
-        self.worker_id = f"{socket.gethostname()[:40]}-{secrets.token_hex(4)}"
+        self.lease = timedelta(seconds=services.settings.job_lease_seconds)
+        # Expired leases are looked for twice per lease: a dead worker's job waits at most
+        # about one and a half leases before another worker takes it.
+        self.maintenance_interval = min(15.0, services.settings.job_lease_seconds / 2)
+        self.worker_id = f"{socket.gethostname()[:32]}-{os.getpid()}-{secrets.token_hex(3)}"
         self._wake = asyncio.Event()
         self._running: dict[int, asyncio.Task[None]] = {}
         self._last_maintenance = 0.0
+        self._last_keep_alive = float("-inf")
 
     def wake(self) -> None:
         self._wake.set()
@@ -83,7 +89,8 @@ class Worker:
             return 0
         try:
             async with self.services.sessions() as session, session.begin():
-                claimed = await jobs.claim(session, worker_id=self.worker_id, limit=free)
+                claimed = await jobs.claim(session, worker_id=self.worker_id, limit=free,
+                                           lease=self.lease)
         except Exception:
             log.exception("claiming jobs failed; retrying after a pause")
             return 0
@@ -119,11 +126,29 @@ class Worker:
                 log.warning("put back %d jobs whose worker stopped mid-job", released)
         except Exception:
             log.exception("queue maintenance failed")
+        if now - self._last_keep_alive >= KEEP_ALIVE_INTERVAL:
+            self._last_keep_alive = now
+            await self._keep_tokens_alive()
+
+    async def _keep_tokens_alive(self) -> None:
+        """Refresh tokens of accounts idle for 30 days: Kommo's refresh tokens die unused after
+        three months, and a dead one would need the admin to reinstall."""
+        from backend.kommo.tokens import keep_alive_refresh
+
+        try:
+            refreshed = await keep_alive_refresh(self.services)
+        except Exception:
+            log.exception("keep-alive token refresh failed")
+            return
+        if refreshed:
+            log.info("refreshed the Kommo tokens of %d idle accounts", refreshed)
 
     async def _run(self, job: ClaimedJob) -> None:
         logs.bind_account(job.account_id)
         started = time.perf_counter()
         heartbeat = asyncio.create_task(self._heartbeat(job))
+        trace = {"job_id": job.id, "job_kind": job.kind, "attempt": job.attempts}
+        log.info("job %d started", job.id, extra={**trace, "at": time.time()})
         try:
             error, retry_after, retryable = await self._call_handler(job)
         except asyncio.CancelledError:
@@ -131,6 +156,8 @@ class Worker:
             raise
         finally:
             heartbeat.cancel()
+        # Logged before the outcome is stored, so the account's next job starts after this line.
+        log.info("job %d ended", job.id, extra={**trace, "at": time.time(), "ok": error is None})
         metrics.JOB_DURATION.labels(job.kind).observe(time.perf_counter() - started)
         metrics.JOB_ATTEMPTS.labels(job.kind).observe(job.attempts)
         if error is None:
@@ -172,12 +199,12 @@ class Worker:
         return await asyncio.shield(write())
 
     async def _heartbeat(self, job: ClaimedJob) -> None:
-        interval = jobs.LEASE.total_seconds() / 3
+        interval = self.lease.total_seconds() / 3
         while True:
             await asyncio.sleep(interval)
             with contextlib.suppress(Exception):
                 async with self.services.sessions() as session, session.begin():
-                    await jobs.renew_lease(session, job.id, self.worker_id)
+                    await jobs.renew_lease(session, job.id, self.worker_id, self.lease)
 
     async def _drain(self) -> None:
         if not self._running:

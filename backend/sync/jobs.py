@@ -124,7 +124,8 @@ async def _candidates(session: AsyncSession, limit: int, now: datetime) -> list[
     return [(row[0], row[1]) for row in (await session.exec(query)).all()]
 
 
-async def claim(session: AsyncSession, *, worker_id: str, limit: int) -> list[ClaimedJob]:
+async def claim(session: AsyncSession, *, worker_id: str, limit: int,
+                lease: timedelta = LEASE) -> list[ClaimedJob]:
     """Claim up to `limit` due jobs of distinct accounts; the caller commits."""
     now = utcnow()
     claimed: list[ClaimedJob] = []
@@ -134,7 +135,7 @@ async def claim(session: AsyncSession, *, worker_id: str, limit: int) -> list[Cl
             break
         try:
             async with session.begin_nested():
-                job = await _claim_one(session, job_id, worker_id, now)
+                job = await _claim_one(session, job_id, worker_id, now, lease)
                 if job is None:
                     continue
                 await _take_turn(session, account_id, now)
@@ -144,7 +145,8 @@ async def claim(session: AsyncSession, *, worker_id: str, limit: int) -> list[Cl
     return claimed
 
 
-async def _claim_one(session: AsyncSession, job_id: int, worker_id: str, now: datetime) -> ClaimedJob | None:
+async def _claim_one(session: AsyncSession, job_id: int, worker_id: str, now: datetime,
+                     lease: timedelta) -> ClaimedJob | None:
     if session.bind.dialect.name == "postgresql":
         # Another worker holding this row is claiming it: move on instead of queueing behind it.
         locked = (await session.exec(
@@ -154,7 +156,7 @@ async def _claim_one(session: AsyncSession, job_id: int, worker_id: str, now: da
             return None
     row = (await session.exec(
         update(Job).where(col(Job.id) == job_id, col(Job.state) == JobState.PENDING)
-        .values(state=JobState.RUNNING, attempts=Job.attempts + 1, lease_until=now + LEASE,
+        .values(state=JobState.RUNNING, attempts=Job.attempts + 1, lease_until=now + lease,
                 claimed_by=worker_id, started_at=now)
         .returning(Job.id, Job.account_id, Job.kind, Job.payload, Job.attempts)
         .execution_options(synchronize_session=False))).first()
@@ -168,11 +170,12 @@ async def _take_turn(session: AsyncSession, account_id: int, now: datetime) -> N
         index_elements=["account_id"], set_={"last_claimed_at": now}))
 
 
-async def renew_lease(session: AsyncSession, job_id: int, worker_id: str) -> bool:
+async def renew_lease(session: AsyncSession, job_id: int, worker_id: str,
+                      lease: timedelta = LEASE) -> bool:
     result = await session.exec(
         update(Job).where(col(Job.id) == job_id, col(Job.state) == JobState.RUNNING,
                           col(Job.claimed_by) == worker_id)
-        .values(lease_until=utcnow() + LEASE).execution_options(synchronize_session=False))
+        .values(lease_until=utcnow() + lease).execution_options(synchronize_session=False))
     return result.rowcount == 1
 
 

@@ -111,10 +111,13 @@ class KommoClient:
         found = [_read(types.contact, item) for item in types.embedded(body, "contacts")]
         return [c for c in found if any(str(v.value).strip().lower() == wanted for v in c.emails)]
 
-    async def add_contact_tag(self, contact_id: int, name: str) -> bool:
+    async def add_contact_tag(self, contact_id: int, name: str,
+                              current: types.Contact | None = None) -> bool:
         """Attach a tag, keeping the others (a tag write replaces the whole list). False when the
-        contact already had it, so nothing was written."""
-        current = await self.contact(contact_id)
+        contact already had it, so nothing was written. `current`: the contact just read, to
+        save reading it again."""
+        current = current if current is not None and current.id == contact_id \
+            else await self.contact(contact_id)
         if current is None:
             raise UpstreamNotFound(f"contact {contact_id} does not exist", service=SERVICE, status=404)
         if any(tag.name.lower() == name.lower() for tag in current.tags):

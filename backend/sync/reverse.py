@@ -54,7 +54,7 @@ async def apply_esp_event(services: Services, account_id: int, event: dict[str, 
         await ctx.kommo.add_notes("leads", notes)
     await _receipt(ctx, key)  # notes are out: a retry from here on must not repeat them
     for contact in contacts:
-        await ctx.kommo.add_contact_tag(contact.id, OPT_OUT_TAG)
+        await ctx.kommo.add_contact_tag(contact.id, OPT_OUT_TAG, current=contact)
         await _mark(ctx, contact.id, email, event, states)
         await ctx.record(direction="to_kommo", outcome="ok", email=email, contact_id=contact.id,
                          summary=f"{_what(event)} at {ctx.platform}: noted on "

@@ -51,8 +51,10 @@ async def test_known_contacts_are_found_without_a_search(world):
     world.router.requests.clear()
     await reverse.apply_esp_event(world.services, ACCOUNT, event(world))
     queries = [r.url.params.get("query") for r in world.kommo_requests()]
-    assert queries == [None, None, None, None]  # contacts by id, notes, tag read + write
-    assert len(world.kommo_requests()) == 4
+    # contacts by id (with their tags and leads), the notes, the tag write
+    assert [f"{r.method} {r.url.path}" for r in world.kommo_requests()] == [
+        "GET /api/v4/contacts", "POST /api/v4/leads/notes", f"PATCH /api/v4/contacts/{contact}"]
+    assert queries == [None, None, None]
 
 
 async def test_address_nobody_has_is_recorded_as_skipped(world):

@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse
 from backend.errors import MailsyncError
 from backend.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from backend.pages import TEMPLATES  # noqa: F401  (re-exported for route modules)
-from backend.routes import admin, health, oauth, provider, webhooks, widget_api
+from backend.routes import admin, health, oauth, provider, sync_api, webhooks, widget_api
 from backend.services import Services, open_services
 from backend.settings import Settings, load_settings
 from backend.worker import Worker
@@ -63,7 +63,7 @@ def create_app(
                 await task
 
     app = Starlette(
-        routes=[*health.routes, *oauth.routes, *widget_api.routes, *provider.routes,
+        routes=[*health.routes, *oauth.routes, *widget_api.routes, *provider.routes, *sync_api.routes,
                 *webhooks.routes, *admin.routes],
         middleware=[
             Middleware(RequestContextMiddleware),

@@ -91,7 +91,8 @@ def _stop(proc: subprocess.Popen) -> None:
 
 @contextmanager
 def running_stack(database_url: str, workdir: Path, *, accounts: int, leads: int, workers: int,
-                  esp_latency_ms: float = 0, worker_env: dict[str, str] | None = None):
+                  esp_latency_ms: float = 0, worker_env: dict[str, str] | None = None,
+                  embedded_worker: bool = False):
     with ExitStack() as stack:
         sandbox_port, web_port = _free_port(), _free_port()
         sandbox_url, web_url = f"http://127.0.0.1:{sandbox_port}", f"http://127.0.0.1:{web_port}"
@@ -106,8 +107,9 @@ def running_stack(database_url: str, workdir: Path, *, accounts: int, leads: int
                        capture_output=True, cwd=workdir)
         seed = json.loads(seed_file.read_text())
         asyncio.run(seed_database(env, seed, kommo_base=f"{sandbox_url}/kommo", public_url=web_url))
-        web = _spawn(stack, ["-m", "backend.cli", "serve", "--no-worker", "--port", str(web_port)],
-                     env, workdir / "web.log")
+        serve = ["-m", "backend.cli", "serve", "--port", str(web_port)]
+        web = _spawn(stack, serve if embedded_worker else [*serve, "--no-worker"],
+                     {**env, **(worker_env or {})}, workdir / "web.log")
         wait_http(f"{web_url}/healthz", web)
         result = Stack(database_url, sandbox_url, web_url, seed, logs=workdir)
         for n in range(workers):

@@ -17,6 +17,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from backend.errors import ConfigurationError
 
 SUPPORTED_DRIVERS = ("sqlite+aiosqlite", "postgresql+psycopg")
+READ_ONLY = "mailsync_read_only"
 
 
 def is_sqlite(engine_or_url: AsyncEngine | str) -> bool:
@@ -78,7 +79,10 @@ def _configure_sqlite(engine: Engine, *, checkpoints: bool = True) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin_immediate(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Read-only sessions (`read_only`) begin deferred: in WAL mode they neither take nor
+        # wait for the write lock, so hot reads never queue behind writers.
+        deferred = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
 
 
 def insert_for(bind: AsyncSession | Connection) -> Callable[..., Any]:
@@ -89,3 +93,8 @@ def insert_for(bind: AsyncSession | Connection) -> Callable[..., Any]:
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+
+
+def read_only_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions that only read (no write may be made through them)."""
+    return session_factory(engine.execution_options(**{READ_ONLY: True}))

@@ -73,3 +73,38 @@ class RateLimiter:
         current = min(burst, tokens + max(0.0, now - updated_at) * rate)
         return max(MIN_WAIT, (1 - current) / rate)
 
+
+
+class LocalRateLimiter:
+    """The same buckets kept in memory, for SQLite: the embedded engine runs a single process,
+    so a database round trip (and a write lock) per outbound call would buy nothing."""
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._clock = clock
+        self._sleep = sleep
+        self._buckets: dict[str, tuple[float, float]] = {}  # key → (tokens, updated_at)
+
+    async def acquire(self, key: str, *, rate: float, burst: float, service: str = "") -> float:
+        waited = 0.0
+        while True:
+            wait = self._try_take(key, rate, burst)
+            if wait <= 0:
+                return waited
+            metrics.RATE_LIMIT_WAITS.labels(service or key.split(":", 1)[0]).inc()
+            await self._sleep(wait)
+            waited += wait
+
+    def _try_take(self, key: str, rate: float, burst: float) -> float:
+        now = self._clock()
+        tokens, updated_at = self._buckets.get(key, (burst, now))
+        tokens = min(burst, tokens + max(0.0, now - updated_at) * rate)
+        if tokens >= 1 - 1e-9:
+            self._buckets[key] = (tokens - 1, now)
+            return 0.0
+        self._buckets[key] = (tokens, now)
+        return max(MIN_WAIT, (1 - tokens) / rate)

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend import db, http
-from backend.ratelimit import RateLimiter
+from backend.ratelimit import LocalRateLimiter, RateLimiter
 from backend.security import Signer, Vault
 from backend.settings import Settings
 from backend.sync.inbox import Inbox
@@ -22,10 +22,11 @@ class Services:
     settings: Settings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
+    reads: async_sessionmaker[AsyncSession]  # read-only work: never queues behind SQLite writers
     vault: Vault
     signer: Signer
     http: httpx2.AsyncClient
-    limiter: RateLimiter
+    limiter: RateLimiter | LocalRateLimiter
     inbox: Inbox
 
 
@@ -59,8 +60,9 @@ async def open_services(
     url = own_engine.url.render_as_string(hide_password=False)
     services = Services(
         settings=settings, engine=own_engine, sessions=sessions,
+        reads=db.read_only_session_factory(own_engine),
         vault=Vault(settings.encryption_keys), signer=Signer(settings.secret_key), http=client,
-        limiter=RateLimiter(sessions),
+        limiter=LocalRateLimiter() if db.is_sqlite(url) else RateLimiter(sessions),
         inbox=_inbox(url))
     try:
         yield services

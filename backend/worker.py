@@ -50,7 +50,7 @@ class Worker:
         *,
         concurrency: int,
         handlers: dict[str, Handler] | None = None,
-        poll_interval: float = 0.25,
+        poll_interval: float = 0.05,
         grace_seconds: float = 20.0,
     ) -> None:
         self.services = services

@@ -61,3 +61,18 @@ async def test_concurrent_callers_share_one_budget(sessions, engine):
     elapsed = max(stamps)
     assert len(stamps) == 40
     assert elapsed >= (40 - 5) / 20 * 0.9  # could not have gone faster than the budget allows
+
+
+async def test_local_limiter_keeps_the_same_budget():
+    from backend.ratelimit import LocalRateLimiter
+
+    clock = FakeClock()
+    limiter = LocalRateLimiter(clock=clock, sleep=clock.sleep)
+    for _ in range(7):
+        assert await limiter.acquire("kommo:1", rate=7, burst=7) == 0
+    assert await limiter.acquire("kommo:1", rate=7, burst=7) == pytest.approx(1 / 7, rel=0.01)
+    assert await limiter.acquire("kommo:2", rate=7, burst=7) == 0
+    clock.now += 3600
+    for _ in range(7):
+        assert await limiter.acquire("kommo:1", rate=7, burst=7) == 0
+    assert await limiter.acquire("kommo:1", rate=7, burst=7) > 0

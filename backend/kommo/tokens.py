@@ -43,7 +43,7 @@ _PROCESS_LOCKS: weakref.WeakKeyDictionary[object, dict[int, asyncio.Lock]] = (
 
 async def access_token(services: Services, account_id: int) -> Secret:
     """A valid access token, refreshed first when it expires within 5 minutes."""
-    async with services.sessions() as session:
+    async with services.reads() as session:
         account = await repository.get_account(session, account_id)
         tokens = await repository.get_kommo_tokens(session, services.vault, account_id)
     _, tokens = _usable(account, tokens)

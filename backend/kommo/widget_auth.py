@@ -96,7 +96,7 @@ def widget_endpoint(*, write: bool = False) -> Callable[[WidgetHandler], Callabl
         @functools.wraps(handler)
         async def endpoint(request: Request) -> Response:
             identity = authenticate(request, write=write)
-            async with request.app.state.services.sessions() as session:
+            async with request.app.state.services.reads() as session:
                 account = await repository.get_account(session, identity.account_id)
             if account is None:
                 raise NotFound("this Kommo account has not installed mailsync",

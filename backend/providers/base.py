@@ -115,6 +115,9 @@ class SubscriberData:
     consent: Consent = Consent.SUBSCRIBED
     add_segments: Sequence[str] = ()
     remove_segments: Sequence[str] = ()
+    # The ESP already holds this address with these fields (we wrote them): a provider may then
+    # change the segments alone and skip rewriting the subscriber.
+    fields_current: bool = False
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ class HookKeyCache:
         now = time.monotonic()
         if cached is not None and cached[0] > now:
             return cached[1]
-        async with request.app.state.services.sessions() as session:
+        async with request.app.state.services.reads() as session:
             target = await find(session, hook_key)
         if len(self._entries) > 10_000:
             self._entries.clear()

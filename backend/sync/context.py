@@ -30,7 +30,7 @@ class SyncContext:
     @classmethod
     async def load(cls, services: Services, account_id: int) -> SyncContext | None:
         """None when there is nothing to sync with: no active account or no ESP connected."""
-        async with services.sessions() as session:
+        async with services.reads() as session:
             account = await repository.get_account(session, account_id)
             connection = await repository.get_esp_connection(session, account_id)
             rules = await repository.get_mapping(session, account_id)
@@ -48,11 +48,11 @@ class SyncContext:
                    kommo=KommoClient(services, account_id))
 
     async def state(self, contact_id: int) -> ContactState | None:
-        async with self.services.sessions() as session:
+        async with self.services.reads() as session:
             return await repository.get_contact_state(session, self.account_id, contact_id)
 
     async def states_of_lead(self, lead_id: int) -> list[ContactState]:
-        async with self.services.sessions() as session:
+        async with self.services.reads() as session:
             return list(await repository.find_contact_states_by_lead(session, self.account_id, lead_id))
 
     async def save(self, state: ContactState) -> None:

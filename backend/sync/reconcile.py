@@ -139,7 +139,7 @@ async def _send(ctx: SyncContext, lead: types.Lead, rule, plan: ContactPlan,
         if change.unsubscribe:
             summary = await _unsubscribe(ctx, plan, state)
         elif add or change.remove or not same_fields:
-            summary = await _upsert(ctx, plan, state, add, change.remove)
+            summary = await _upsert(ctx, plan, state, add, change.remove, current=same_fields)
         else:
             summary = None
     except PermanentRefusal as refusal:
@@ -155,12 +155,14 @@ async def _send(ctx: SyncContext, lead: types.Lead, rule, plan: ContactPlan,
 
 
 async def _upsert(ctx: SyncContext, plan: ContactPlan, state: ContactState,
-                  add: list[str], remove: tuple[str, ...]) -> str:
+                  add: list[str], remove: tuple[str, ...], *, current: bool = False) -> str:
+    """`current`: the ESP holds this address with exactly these fields (a pure segment move)."""
     subscriber = await ctx.provider.upsert(SubscriberData(
         email=plan.email, fields=plan.fields, consent=plan.consent, add_segments=add,
-        remove_segments=remove))
+        remove_segments=remove, fields_current=current and state.esp_status is not None))
     state.esp_subscriber_id = subscriber.id or state.esp_subscriber_id
-    state.esp_status = str(subscriber.status)
+    if subscriber.id is not None or state.esp_status is None:
+        state.esp_status = str(subscriber.status)
     state.segments = sorted((set(state.segments) | set(add)) - set(remove))
     return _describe(add, remove) or "updated"
 

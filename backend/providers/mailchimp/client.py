@@ -192,6 +192,13 @@ class MailchimpProvider:
         return body
 
     async def upsert(self, data: SubscriberData) -> Subscriber:
+        if data.fields_current and (data.add_segments or data.remove_segments):
+            try:  # tags alone: one call instead of PUT + tags
+                await self._tag(data.email, None, data.add_segments, data.remove_segments)
+                return Subscriber(email=lower(data.email) or data.email, id=None,
+                                  status=EspStatus.SUBSCRIBED, segments=tuple(data.add_segments))
+            except UpstreamNotFound:
+                pass  # deleted at Mailchimp meanwhile: write it again in full
         body = self._member_body(data, await self._merge_fields(data.fields))
         member = parse_member(await self.api.call("PUT", self._member(data.email), json=body))
         await self._tag(data.email, member, data.add_segments, data.remove_segments)

@@ -150,22 +150,27 @@ class Inbox:
 
 def _settle(batch: list[_Item], *, new_keys: set[str] | None = None,
             error: Exception | None = None) -> None:
-    """Hand each caller its outcome on its own loop; a key new in this batch counts once."""
+    """Hand each caller its outcome on its own loop — one wake-up per loop per batch, not one
+    per delivery. A key new in this batch counts as new once."""
     seen: set[str] = set()
+    outcomes: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, bool]]] = {}
     for delivery, future, loop in batch:
         key = delivery.dedupe_key
-        new = new_keys is not None and key in new_keys and key not in seen
+        outcomes.setdefault(loop, []).append(
+            (future, new_keys is not None and key in new_keys and key not in seen))
         seen.add(key)
-        loop.call_soon_threadsafe(_resolve, future, new, error)
+    for loop, results in outcomes.items():
+        loop.call_soon_threadsafe(_resolve_all, results, error)
 
 
-def _resolve(future: asyncio.Future, value: bool, error: Exception | None) -> None:
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(value)
+def _resolve_all(results: list[tuple[asyncio.Future, bool]], error: Exception | None) -> None:
+    for future, value in results:
+        if future.done():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
 
 
 async def store(session: AsyncSession, deliveries: list[Delivery]) -> set[str]:

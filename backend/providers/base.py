@@ -163,6 +163,13 @@ def dedupe_key(source: str, *, event_id: object = None, parts: Sequence[object] 
     return f"{source}:b:{hashlib.sha256(body).hexdigest()}"
 
 
+async def vendor_fields(provider: EmailProvider, fields: Mapping[str, str | None]) -> dict[str, str]:
+    """Neutral field names → the provider's keys (created on first use); empty values dropped."""
+    present = {name: value for name, value in fields.items() if value is not None}
+    keys = await provider.ensure_fields(list(present))
+    return {keys[name]: value for name, value in present.items()}
+
+
 def lower(email: object) -> str | None:
     return email.strip().lower() if isinstance(email, str) and email.strip() else None
 

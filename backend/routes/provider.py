@@ -15,25 +15,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from backend import providers, repository
-from backend.errors import MalformedBody, NotFound, Unprocessable, UpstreamError
+from backend.errors import NotFound, Unprocessable, UpstreamError
 from backend.kommo.widget_auth import WidgetContext, widget_endpoint
 from backend.models import EspConnection
 from backend.providers.base import EmailProvider
+from backend.routes.bodies import json_object
 from backend.security import new_hook_key
 from backend.views import account_body
 
 log = logging.getLogger("mailsync.provider")
 KINDS = ("mailerlite", "mailchimp")
-
-
-async def _json(request: Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise MalformedBody("the body is not JSON") from None
-    if not isinstance(body, dict):
-        raise MalformedBody("the body must be a JSON object")
-    return body
 
 
 def _text(body: dict[str, Any], name: str) -> str | None:
@@ -85,7 +76,7 @@ async def _pick_list(provider: EmailProvider, list_id: str | None) -> tuple[str 
 @widget_endpoint(write=True)
 async def put_provider(request: Request, ctx: WidgetContext) -> Response:
     services = request.app.state.services
-    body = await _json(request)
+    body = await json_object(request)
     kind = _text(body, "kind")
     if kind not in KINDS:
         raise Unprocessable("kind must be mailerlite or mailchimp", code="invalid_provider")
@@ -187,7 +178,7 @@ async def get_segments(request: Request, ctx: WidgetContext) -> Response:
 
 @widget_endpoint(write=True)
 async def post_segment(request: Request, ctx: WidgetContext) -> Response:
-    name = _text(await _json(request), "name")
+    name = _text(await json_object(request), "name")
     if not name or len(name) > 100:
         raise Unprocessable("a segment name of 1 to 100 characters is required",
                             code="invalid_segment")

@@ -18,11 +18,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from backend import providers, repository
-from backend.errors import BadRequest, MalformedBody, NotFound, Unprocessable
+from backend.errors import BadRequest, NotFound, Unprocessable
 from backend.kommo.client import KommoClient
 from backend.kommo.widget_auth import WidgetContext, widget_endpoint
 from backend.models import Activity, ContactState, MappingRule
 from backend.repository import ACTIVITY_CAP
+from backend.routes.bodies import json_object
 from backend.security import mask_email
 from backend.sync import mapping
 from backend.sync.inbox import Delivery
@@ -33,16 +34,6 @@ DEFAULT_ACTIVITY_LIMIT = 50
 MAX_ID = 2**31 - 1  # Kommo ids are stored in 32-bit columns: a larger one cannot be ours
 RESYNC_KINDS = {"lead_id": "reconcile_lead", "contact_id": "reconcile_contact"}
 _OMITTED_WHEN_NULL = ("lead_id", "contact_id", "detail")
-
-
-async def _json_object(request: Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise MalformedBody("the body is not JSON") from None
-    if not isinstance(body, dict):
-        raise MalformedBody("the body must be a JSON object")
-    return body
 
 
 def _shown(text: str | None, email: str | None, reveal: bool) -> str | None:
@@ -62,7 +53,7 @@ def _email(email: str | None, reveal: bool) -> str | None:
 @widget_endpoint(write=True)
 async def put_mapping(request: Request, ctx: WidgetContext) -> Response:
     services = request.app.state.services
-    body = await _json_object(request)
+    body = await json_object(request)
     rules = mapping.parse_rules(body.get("rules"))
     mapping.parse_options(body.get("options"))  # shape first: a typo costs no outbound call
     async with services.sessions() as session:
@@ -149,7 +140,7 @@ def _resync_target(body: dict[str, Any]) -> tuple[str, int]:
 # the admin's mapping now instead of at the next change in Kommo.
 @widget_endpoint()
 async def post_resync(request: Request, ctx: WidgetContext) -> Response:
-    field, entity_id = _resync_target(await _json_object(request))
+    field, entity_id = _resync_target(await json_object(request))
     account_id, kind = ctx.account_id, RESYNC_KINDS[field]
     # The webhook's coalesce key: a pending job for this lead or contact absorbs the request.
     job = JobSpec(account_id, kind, f"{kind}:{account_id}:{entity_id}",

@@ -29,6 +29,7 @@ from backend.providers.base import (
     SubscriberData,
     Webhook,
     lower,
+    vendor_fields,
 )
 from backend.providers.mailchimp import webhooks
 from backend.providers.mailchimp.api import SERVICE, MailchimpApi, subscriber_hash
@@ -172,11 +173,6 @@ class MailchimpProvider:
             "tag": tag, "name": MERGE_NAMES.get(tag, tag.title()), "type": "text",
             "public": False})
 
-    async def _merge_fields(self, fields: Mapping[str, str | None]) -> dict[str, str]:
-        present = {name: value for name, value in fields.items() if value is not None}
-        tags = await self.ensure_fields(list(present))
-        return {tags[name]: value for name, value in present.items()}
-
     # --- members -------------------------------------------------------------------------
 
     async def get_subscriber(self, email: str) -> Subscriber | None:
@@ -199,7 +195,7 @@ class MailchimpProvider:
                                   status=EspStatus.SUBSCRIBED, segments=tuple(data.add_segments))
             except UpstreamNotFound:
                 pass  # deleted at Mailchimp meanwhile: write it again in full
-        body = self._member_body(data, await self._merge_fields(data.fields))
+        body = self._member_body(data, await vendor_fields(self, data.fields))
         member = parse_member(await self.api.call("PUT", self._member(data.email), json=body))
         await self._tag(data.email, member, data.add_segments, data.remove_segments)
         return member
@@ -253,7 +249,7 @@ class MailchimpProvider:
         for start in range(0, len(items), BULK_MAX):
             members = []
             for item in items[start:start + BULK_MAX]:
-                member = self._member_body(item, await self._merge_fields(item.fields))
+                member = self._member_body(item, await vendor_fields(self, item.fields))
                 if item.add_segments:
                     member["tags"] = list(item.add_segments)
                 members.append(member)

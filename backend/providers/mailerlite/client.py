@@ -27,6 +27,7 @@ from backend.providers.base import (
     SubscriberData,
     Webhook,
     lower,
+    vendor_fields,
 )
 from backend.providers.mailerlite import webhooks
 from backend.providers.mailerlite.api import SERVICE, MailerLiteApi
@@ -128,11 +129,6 @@ class MailerLiteProvider:
             cache.put(self._cache_key, known)
         return known
 
-    async def _vendor_fields(self, fields: Mapping[str, str | None]) -> dict[str, str]:
-        present = {name: value for name, value in fields.items() if value is not None}
-        keys = await self.ensure_fields(list(present))
-        return {keys[name]: value for name, value in present.items()}
-
     # --- subscribers ---------------------------------------------------------------------
 
     async def get_subscriber(self, email: str) -> Subscriber | None:
@@ -144,7 +140,7 @@ class MailerLiteProvider:
 
     async def upsert(self, data: SubscriberData) -> Subscriber:
         payload: dict[str, Any] = {"email": lower(data.email)}
-        fields = await self._vendor_fields(data.fields)
+        fields = await vendor_fields(self, data.fields)
         if fields:
             payload["fields"] = fields
         if data.add_segments:
@@ -223,7 +219,7 @@ class MailerLiteProvider:
 
     async def _bulk_body(self, item: SubscriberData) -> dict[str, Any]:
         body: dict[str, Any] = {"email": lower(item.email)}
-        if fields := await self._vendor_fields(item.fields):
+        if fields := await vendor_fields(self, item.fields):
             body["fields"] = fields
         if item.add_segments:
             body["groups"] = list(item.add_segments)

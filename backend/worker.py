@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from backend import logs, metrics
 from backend.errors import MailsyncError, UpstreamError
+from backend.models import utcnow
 from backend.sync import jobs
 from backend.sync.jobs import ClaimedJob
 
@@ -129,6 +130,19 @@ class Worker:
         if now - self._last_keep_alive >= KEEP_ALIVE_INTERVAL:
             self._last_keep_alive = now
             await self._keep_tokens_alive()
+            await self._purge()
+
+    async def _purge(self) -> None:
+        """Daily retention, so the queue and inbox tables do not grow without bound."""
+        try:
+            async with self.services.sessions() as session, session.begin():
+                removed = await jobs.purge(session, jobs_before=utcnow() - jobs.KEEP_DONE_JOBS,
+                                           inbox_before=utcnow() - jobs.KEEP_INBOX)
+        except Exception:
+            log.exception("queue retention failed")
+            return
+        if any(removed):
+            log.info("removed %d finished jobs and %d inbox rows past retention", *removed)
 
     async def _keep_tokens_alive(self) -> None:
         """Refresh tokens of accounts idle for 30 days: Kommo's refresh tokens die unused after

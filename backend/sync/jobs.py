@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, select, text, update
+from sqlalchemy import and_, delete, exists, func, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
@@ -24,12 +24,14 @@ from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.db import insert_for
-from backend.models import Account, AccountStatus, Job, JobState, QueueTurn, utcnow
+from backend.models import Account, AccountStatus, InboxEvent, Job, JobState, QueueTurn, utcnow
 
 MAX_ATTEMPTS = 12
 BACKOFF_BASE = 2.0
 BACKOFF_CAP = 3600.0
 LEASE = timedelta(seconds=120)
+KEEP_DONE_JOBS = timedelta(days=7)
+KEEP_INBOX = timedelta(days=30)  # long enough that a late redelivery is still recognised
 
 
 @dataclass(frozen=True)
@@ -265,3 +267,15 @@ async def depth_by_account(session: AsyncSession) -> dict[int, dict[str, int]]:
     for account_id, state, count in rows:
         depth.setdefault(account_id, {})[state] = count
     return depth
+
+
+async def purge(session: AsyncSession, *, jobs_before: datetime, inbox_before: datetime) -> tuple[int, int]:
+    """Retention: finished jobs and old inbox rows go; pending, running and dead jobs stay (the
+    dead ones until an operator retries them). Returns (jobs, inbox rows) deleted."""
+    finished = await session.exec(
+        delete(Job).where(col(Job.state) == JobState.DONE, col(Job.finished_at) < jobs_before)
+        .execution_options(synchronize_session=False))
+    inbox = await session.exec(
+        delete(InboxEvent).where(col(InboxEvent.received_at) < inbox_before)
+        .execution_options(synchronize_session=False))
+    return finished.rowcount, inbox.rowcount

@@ -174,3 +174,24 @@ async def test_queue_age_and_counts(sessions, make_accounts):
         assert 89 <= await jobs.oldest_pending_age(session) < 120
         assert await jobs.counts_by_state(session) == {"pending": 2}
         assert await jobs.depth_by_account(session) == {1: {"pending": 2}}
+
+
+async def test_purge_keeps_live_and_dead_jobs_and_recent_inbox_rows(sessions, make_accounts):
+    from backend.models import InboxEvent
+
+    await make_accounts(1)
+    old = utcnow() - timedelta(days=40)
+    async with sessions() as session, session.begin():
+        session.add_all([
+            Job(account_id=1, kind="k", coalesce_key="done-old", state="done", finished_at=old),
+            Job(account_id=1, kind="k", coalesce_key="done-new", state="done", finished_at=utcnow()),
+            Job(account_id=1, kind="k", coalesce_key="dead-old", state="dead", finished_at=old),
+            Job(account_id=1, kind="k", coalesce_key="pending-old", state="pending", run_at=old),
+            InboxEvent(source="kommo", account_id=1, dedupe_key="old", body="", received_at=old),
+            InboxEvent(source="kommo", account_id=1, dedupe_key="new", body=""),
+        ])
+    async with sessions() as session, session.begin():
+        assert await jobs.purge(session, jobs_before=utcnow() - jobs.KEEP_DONE_JOBS,
+                                inbox_before=utcnow() - jobs.KEEP_INBOX) == (1, 1)
+    assert sorted(j.coalesce_key for j in await all_jobs(sessions)) == [
+        "dead-old", "done-new", "pending-old"]

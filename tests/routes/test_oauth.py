@@ -1,5 +1,4 @@
 """GET /oauth/kommo/callback and /oauth/kommo/disconnect against the simulated Kommo."""
-# ruff: noqa: F811 (pytest injects the fixtures imported below by parameter name)
 
 import asyncio
 import socket
@@ -22,17 +21,11 @@ from backend.security import hmac_sha256_hex
 from backend.settings import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET
 from backend.sync import jobs
 from tests.conftest import make_settings
-from tests.kommo.fixtures import (  # noqa: F401 (fixtures are found by name)
+from tests.kommo.fixtures import (
     ACME,
     BETA,
     install,
-    kommo,
-    kommo_app,
-    kommo_services,
-    kommo_settings,
-    outbound,
     stored_tokens,
-    web,
     widget_token,
 )
 from tests.polling import eventually

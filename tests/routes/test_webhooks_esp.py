@@ -2,12 +2,10 @@
 
 from pathlib import Path
 
-import httpx2
 import pytest
 from sqlmodel import select
 
 from backend import repository
-from backend.app import create_app
 from backend.models import EspConnection, InboxEvent, Job
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
@@ -23,27 +21,17 @@ def signature(name: str) -> str:
 
 
 @pytest.fixture
-async def esp(settings, engine):
-    outbound = []
-    recorder = httpx2.AsyncClient(transport=httpx2.MockTransport(
-        lambda request: outbound.append(request) or httpx2.Response(500)))
-    app = create_app(settings, engine=engine, http_client=recorder)
-    async with app.router.lifespan_context(app):
-        services = app.state.services
-        async with services.sessions() as session, session.begin():
-            for account_id, kind in ((1, "mailerlite"), (2, "mailchimp")):
-                await repository.upsert_account(session, account_id, host="a.kommo.com",
-                                                subdomain="a")
-                await repository.save_esp_connection(session, EspConnection(
-                    account_id=account_id, kind=kind, api_key_enc=services.vault.encrypt("key"),
-                    webhook_secret_enc=services.vault.encrypt(ML_SECRET) if account_id == 1 else None,
-                    list_id="a6b5da1054" if kind == "mailchimp" else None,
-                    hook_key=f"{kind}-hook-key"))
-        async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app),
-                                      base_url="http://t") as client:
-            yield client, services
-    await recorder.aclose()
-    assert outbound == []
+async def esp(offline_app, offline_client):
+    services = offline_app.state.services
+    async with services.sessions() as session, session.begin():
+        for account_id, kind in ((1, "mailerlite"), (2, "mailchimp")):
+            await repository.upsert_account(session, account_id, host="a.kommo.com", subdomain="a")
+            await repository.save_esp_connection(session, EspConnection(
+                account_id=account_id, kind=kind, api_key_enc=services.vault.encrypt("key"),
+                webhook_secret_enc=services.vault.encrypt(ML_SECRET) if account_id == 1 else None,
+                list_id="a6b5da1054" if kind == "mailchimp" else None,
+                hook_key=f"{kind}-hook-key"))
+    return offline_client, services
 
 
 async def stored(services):

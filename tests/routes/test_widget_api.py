@@ -1,5 +1,4 @@
 """GET /api/widget/account and /api/widget/pipelines: the widget's token decides the account."""
-# ruff: noqa: F811 (pytest injects the fixtures imported below by parameter name)
 
 import pytest
 
@@ -7,17 +6,11 @@ from backend import repository
 from backend.kommo import tokens
 from backend.models import MappingRule, utcnow
 from backend.views import DEFAULT_OPTIONS
-from tests.kommo.fixtures import (  # noqa: F401 (fixtures are found by name)
+from tests.kommo.fixtures import (
     ACME,
     BETA,
     install,
-    kommo,
-    kommo_app,
-    kommo_services,
-    kommo_settings,
-    outbound,
     seed_tokens,
-    web,
     widget_token,
 )
 

@@ -42,7 +42,26 @@ def create_app(
     run_worker: bool = False,
 ) -> Starlette:
     settings = settings or load_settings()
+    app = Starlette(
+        routes=[*health.routes, *oauth.routes, *widget_api.routes, *provider.routes, *sync_api.routes,
+                *webhooks.routes, *admin.routes],
+        middleware=[
+            Middleware(RequestContextMiddleware),
+            Middleware(CORSMiddleware, allow_origin_regex=CORS_ORIGIN_REGEX,
+                       allow_methods=["GET", "POST", "PUT", "DELETE"],
+                       allow_headers=["X-Auth-Token", "Content-Type"], max_age=600),
+            Middleware(BodyLimitMiddleware),
+        ],
+        exception_handlers={
+            MailsyncError: _mailsync_error, HTTPException: _http_error, Exception: _crash},
+        lifespan=_lifespan(settings, engine, http_client, run_worker),
+    )
+    app.state.settings = settings
+    return app
 
+
+def _lifespan(settings: Settings, engine: AsyncEngine | None,
+              http_client: httpx2.AsyncClient | None, run_worker: bool):
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with open_services(settings, engine=engine, http_client=http_client) as shared:
@@ -62,22 +81,7 @@ def create_app(
                 stop.set()
                 await task
 
-    app = Starlette(
-        routes=[*health.routes, *oauth.routes, *widget_api.routes, *provider.routes, *sync_api.routes,
-                *webhooks.routes, *admin.routes],
-        middleware=[
-            Middleware(RequestContextMiddleware),
-            Middleware(CORSMiddleware, allow_origin_regex=CORS_ORIGIN_REGEX,
-                       allow_methods=["GET", "POST", "PUT", "DELETE"],
-                       allow_headers=["X-Auth-Token", "Content-Type"], max_age=600),
-            Middleware(BodyLimitMiddleware),
-        ],
-        exception_handlers={
-            MailsyncError: _mailsync_error, HTTPException: _http_error, Exception: _crash},
-        lifespan=lifespan,
-    )
-    app.state.settings = settings
-    return app
+    return lifespan
 
 
 async def _mailsync_error(request: Request, exc: Exception) -> JSONResponse:

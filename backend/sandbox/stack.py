@@ -112,6 +112,11 @@ async def seed_database(environ: dict[str, str], seed: dict[str, Any], *, kommo_
                     for stage, tag in MAPPING.items()])
     finally:
         await engine.dispose()
+    await _subscribe_webhooks(seed, hook_keys, kommo_base, public_url)
+
+
+async def _subscribe_webhooks(seed: dict[str, Any], hook_keys: dict[int, str], kommo_base: str,
+                              public_url: str) -> None:
     async with httpx2.AsyncClient(timeout=30) as client:
         for spec in seed["accounts"]:
             response = await client.post(

@@ -230,6 +230,18 @@ class RateBucket(SQLModel, table=True):
     updated_at: float
 
 
+class ConcurrencySlot(SQLModel, table=True):
+    """One of the N simultaneous-call permits of a key (Mailchimp: 10 per API key), shared by
+    every process; a permit whose holder died frees itself when its lease ends."""
+
+    __tablename__ = "concurrency_slot"
+
+    key: str = Field(primary_key=True, max_length=255)
+    slot: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    holder: str | None = Field(default=None, max_length=64)
+    lease_until: float | None = None
+
+
 # Every stored secret, by table: `mailsync rotate-keys` re-encrypts exactly these columns.
 ENCRYPTED_COLUMNS: dict[type[SQLModel], tuple[str, ...]] = {
     KommoToken: ("access_token_enc", "refresh_token_enc"),

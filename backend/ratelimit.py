@@ -8,8 +8,10 @@ budget without a lock table. Callers wait for budget rather than fail.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from sqlalchemy import case, literal, select, update
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -17,7 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend import metrics
 from backend.db import insert_for
-from backend.models import RateBucket
+from backend.models import ConcurrencySlot, RateBucket
 
 MIN_WAIT = 0.005
 
@@ -33,6 +35,11 @@ class RateLimiter:
         self._sessions = sessions
         self._clock = clock
         self._sleep = sleep
+        self._slots = _DatabaseSlots(sessions, clock, sleep)
+
+    def slot(self, key: str, limit: int) -> contextlib.AbstractAsyncContextManager[None]:
+        """One of `limit` simultaneous calls for `key`, across all processes."""
+        return self._slots.slot(key, limit)
 
     async def acquire(self, key: str, *, rate: float, burst: float, service: str = "") -> float:
         """Take one token from `key` (refilling at `rate`/s up to `burst`); returns seconds waited."""
@@ -75,6 +82,63 @@ class RateLimiter:
 
 
 
+SLOT_LEASE = 120.0  # seconds: a call's permit outlives any call we would wait for
+SLOT_POLL = 0.02  # seconds between tries while every permit is taken
+
+
+class _DatabaseSlots:
+    """N permits per key in `concurrency_slot`, shared by every process of the deployment."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Callable[[], float],
+                 sleep: Callable[[float], Awaitable[None]]) -> None:
+        self._sessions, self._clock, self._sleep = sessions, clock, sleep
+        self._seeded: set[tuple[str, int]] = set()
+
+    @contextlib.asynccontextmanager
+    async def slot(self, key: str, limit: int) -> AsyncIterator[None]:
+        holder = secrets.token_hex(8)
+        taken = await self._take(key, limit, holder)
+        try:
+            yield
+        finally:
+            async with self._sessions() as session, session.begin():
+                await session.exec(
+                    update(ConcurrencySlot)
+                    .where(ConcurrencySlot.key == key, ConcurrencySlot.slot == taken,
+                           ConcurrencySlot.holder == holder)
+                    .values(holder=None, lease_until=None)
+                    .execution_options(synchronize_session=False))
+
+    async def _take(self, key: str, limit: int, holder: str) -> int:
+        await self._seed(key, limit)
+        while True:
+            async with self._sessions() as session, session.begin():
+                now = self._clock()
+                free = (select(ConcurrencySlot.slot)
+                        .where(ConcurrencySlot.key == key, ConcurrencySlot.slot < limit,
+                               (ConcurrencySlot.lease_until.is_(None))
+                               | (ConcurrencySlot.lease_until < now))
+                        .limit(1).with_for_update(skip_locked=True))
+                slot = (await session.exec(free)).first()
+                if slot is not None:
+                    await session.exec(
+                        update(ConcurrencySlot)
+                        .where(ConcurrencySlot.key == key, ConcurrencySlot.slot == slot[0])
+                        .values(holder=holder, lease_until=now + SLOT_LEASE)
+                        .execution_options(synchronize_session=False))
+                    return slot[0]
+            await self._sleep(SLOT_POLL)
+
+    async def _seed(self, key: str, limit: int) -> None:
+        if (key, limit) in self._seeded:
+            return
+        async with self._sessions() as session, session.begin():
+            await session.exec(insert_for(session)(ConcurrencySlot)
+                               .values([{"key": key, "slot": n} for n in range(limit)])
+                               .on_conflict_do_nothing())
+        self._seeded.add((key, limit))
+
+
 class LocalRateLimiter:
     """The same buckets kept in memory, for SQLite: the embedded engine runs a single process,
     so a database round trip (and a write lock) per outbound call would buy nothing."""
@@ -88,6 +152,13 @@ class LocalRateLimiter:
         self._clock = clock
         self._sleep = sleep
         self._buckets: dict[str, tuple[float, float]] = {}  # key → (tokens, updated_at)
+        self._semaphores: dict[str, asyncio.Semaphore] = {}
+
+    def slot(self, key: str, limit: int) -> contextlib.AbstractAsyncContextManager[None]:
+        """One of `limit` simultaneous calls for `key` (one process: a semaphore does it)."""
+        if key not in self._semaphores:
+            self._semaphores[key] = asyncio.Semaphore(limit)
+        return self._semaphores[key]
 
     async def acquire(self, key: str, *, rate: float, burst: float, service: str = "") -> float:
         waited = 0.0

@@ -76,3 +76,53 @@ async def test_local_limiter_keeps_the_same_budget():
     for _ in range(7):
         assert await limiter.acquire("kommo:1", rate=7, burst=7) == 0
     assert await limiter.acquire("kommo:1", rate=7, burst=7) > 0
+
+
+async def test_at_most_n_simultaneous_calls_across_limiters(engine):
+    """Two limiters (two processes) share 10 permits: never more than 10 holders at once."""
+    limiters = [RateLimiter(db.session_factory(engine)) for _ in range(2)]
+    holding, peak, done = 0, 0, 0
+
+    async def call(n):
+        nonlocal holding, peak, done
+        async with limiters[n % 2].slot("mailchimp:key", 10):
+            holding += 1
+            peak = max(peak, holding)
+            await asyncio.sleep(0.02)
+            holding -= 1
+        done += 1
+
+    await asyncio.gather(*(call(n) for n in range(30)))
+    assert done == 30 and 2 <= peak <= 10
+
+
+async def test_a_permit_whose_holder_died_frees_itself(engine):
+    from backend.models import ConcurrencySlot
+
+    clock = FakeClock()
+    sessions = db.session_factory(engine)
+    limiter = RateLimiter(sessions, clock=clock, sleep=clock.sleep)
+    async with sessions() as session, session.begin():  # two holders killed mid-call
+        session.add_all(ConcurrencySlot(key="k", slot=n, holder=f"dead{n}",
+                                        lease_until=clock.now + 1) for n in range(2))
+    async with limiter.slot("k", 2):  # waits, in fake time, for a lease to run out
+        pass
+    assert 1 <= sum(clock.sleeps) < 1.5
+
+
+async def test_local_permits_are_a_semaphore():
+    from backend.ratelimit import LocalRateLimiter
+
+    limiter = LocalRateLimiter()
+    holding, peak = 0, 0
+
+    async def call():
+        nonlocal holding, peak
+        async with limiter.slot("k", 3):
+            holding += 1
+            peak = max(peak, holding)
+            await asyncio.sleep(0.01)
+            holding -= 1
+
+    await asyncio.gather(*(call() for _ in range(10)))
+    assert peak == 3

@@ -136,6 +136,13 @@ def upgrade() -> None:
         batch_op.create_index('ux_job_running_account', ['account_id'], unique=True, sqlite_where=sa.text("state = 'running'"), postgresql_where=sa.text("state = 'running'"))
         batch_op.create_index('ux_job_pending_coalesce_key', ['coalesce_key'], unique=True, sqlite_where=sa.text("state = 'pending'"), postgresql_where=sa.text("state = 'pending'"))
 
+    op.create_table('concurrency_slot',
+    sa.Column('key', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=False),
+    sa.Column('slot', sa.Integer(), autoincrement=False, nullable=False),
+    sa.Column('holder', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+    sa.Column('lease_until', sa.Float(), nullable=True),
+    sa.PrimaryKeyConstraint('key', 'slot')
+    )
     op.create_table('note_receipt',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('account_id', sa.Integer(), nullable=False),
@@ -184,6 +191,7 @@ def downgrade() -> None:
     op.drop_table('kommo_token')
     op.drop_table('queue_turn')
     op.drop_table('note_receipt')
+    op.drop_table('concurrency_slot')
     with op.batch_alter_table('job', schema=None) as batch_op:
         batch_op.drop_index('ux_job_pending_coalesce_key', sqlite_where=sa.text("state = 'pending'"), postgresql_where=sa.text("state = 'pending'"))
         batch_op.drop_index('ux_job_running_account', sqlite_where=sa.text("state = 'running'"), postgresql_where=sa.text("state = 'running'"))

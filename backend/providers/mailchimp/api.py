@@ -1,9 +1,9 @@
 """One authenticated call to Mailchimp, within the per-key connection budget, errors mapped.
 
-Mailchimp allows 10 simultaneous connections per user (B.2). In a process, a semaphore per key
-holds calls to 10 at once. Across processes the shared database bucket hands out at most 10 call
-starts per second per key, which with calls well under a second keeps the deployment near the
-limit; a 429 that still slips through is a retry, never a lost write.
+Mailchimp allows 10 simultaneous connections per user (B.2). Every call holds one of 10 permits
+per key from the deployment's limiter: rows in the database shared by all processes on
+PostgreSQL, a semaphore in the single SQLite process. A 429 that still slips through is a
+retry, never a lost write.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from backend.errors import (
     UpstreamError,
     UpstreamUnavailable,
 )
-from backend.ratelimit import RateLimiter
+from backend.ratelimit import LocalRateLimiter, RateLimiter
 
 SERVICE = "mailchimp"
 MAX_CONCURRENT = 10
@@ -62,7 +62,7 @@ def _semaphore(key_id: str) -> asyncio.Semaphore:
 
 class MailchimpApi:
     def __init__(self, client: httpx2.AsyncClient, base_url_template: str, api_key: str, *,
-                 limiter: RateLimiter | None = None) -> None:
+                 limiter: RateLimiter | LocalRateLimiter | None = None) -> None:
         self.dc = data_centre(api_key)
         self.base_url = base_url_template.replace("{dc}", self.dc).rstrip("/")
         self._client = client
@@ -72,10 +72,9 @@ class MailchimpApi:
 
     async def call(self, method: str, path: str, *, json: Any = None,
                    params: dict[str, Any] | None = None) -> Any:
-        if self._limiter is not None:
-            await self._limiter.acquire(f"{SERVICE}:{self.key_id}", rate=MAX_CONCURRENT,
-                                        burst=MAX_CONCURRENT, service=SERVICE)
-        async with _semaphore(self.key_id):
+        permit = (self._limiter.slot(f"{SERVICE}:{self.key_id}", MAX_CONCURRENT)
+                  if self._limiter is not None else _semaphore(self.key_id))
+        async with permit:
             response = await http.send(self._client, method, self.base_url + path,
                                        service=SERVICE, auth=self._auth, json=json, params=params,
                                        headers={"Accept": "application/json"})

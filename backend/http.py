@@ -74,4 +74,4 @@ def retry_after_seconds(response: httpx2.Response) -> float | None:
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - time.time()) if when else None
+    return max(0.0, when.timestamp() - time.time())

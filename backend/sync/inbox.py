@@ -20,7 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Connection, Engine
-from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend.db import insert_for
 from backend.models import InboxEvent, utcnow
@@ -171,11 +170,6 @@ def _resolve_all(results: list[tuple[asyncio.Future, bool]], error: Exception | 
             future.set_exception(error)
         else:
             future.set_result(value)
-
-
-async def store(session: AsyncSession, deliveries: list[Delivery]) -> set[str]:
-    connection = await session.connection()
-    return await connection.run_sync(store_sync, deliveries)
 
 
 def store_sync(connection: Connection, deliveries: list[Delivery]) -> set[str]:

@@ -1,5 +1,5 @@
 # Sourced by scripts/run and scripts/test: make .venv on first use (Python >= 3.11), and
-# (re)install the project whenever pyproject.toml or setup.py changed since the last install.
+# (re)install the project whenever pyproject.toml, setup.py or constraints.txt changed since the last install.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -20,11 +20,11 @@ if [ ! -x .venv/bin/python ]; then
   "$(pick_python)" -m venv .venv
 fi
 stamp=.venv/.mailsync-installed
-want=$(cat pyproject.toml setup.py | sha256sum | cut -d' ' -f1)
+want=$(cat pyproject.toml setup.py constraints.txt | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "installing mailsync and its dependencies into .venv ..." >&2
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
   echo "$want" > "$stamp"
 fi
 export PATH="$PWD/.venv/bin:$PATH"

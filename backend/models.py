@@ -87,6 +87,7 @@ class EspConnection(SQLModel, table=True):
     webhook_secret_enc: str | None = Field(default=None, sa_type=sa.Text)
     hook_key: str = Field(max_length=64, unique=True)
     connected_at: datetime = _ts(nullable=False, default=True)
+    key_rejected_at: datetime | None = _ts()  # the ESP refused the key (401/403): a new one is needed
 
 
 class MappingRule(SQLModel, table=True):
@@ -106,6 +107,9 @@ class AccountOptions(SQLModel, table=True):
 
     account_id: int = Field(primary_key=True, foreign_key="account.id", ondelete="CASCADE")
     options: dict = _json()
+    # Names of the stages and segments the options and mapping name, as they were when the admin
+    # saved them: activity reads "moved to group “Customers” (stage Won)" without an API call.
+    labels: dict = _json()
 
 
 class ContactState(SQLModel, table=True):

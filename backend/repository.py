@@ -33,7 +33,10 @@ from backend.models import (
 from backend.security import Vault, new_hook_key
 from backend.settings import Secret
 
-ACTIVITY_CAP = 500  # rows kept per account; older ones are trimmed on insert
+# Rows kept per account, trimmed on insert. Failures have a cap of their own, so a stream of
+# successes can never push the last failure out of the admin's sight.
+ACTIVITY_CAP = 500
+FAILURE_CAP = 200
 
 
 # --- accounts -------------------------------------------------------------------------------
@@ -169,6 +172,17 @@ async def save_esp_connection(session: AsyncSession, connection: EspConnection) 
     await session.flush()
 
 
+async def mark_key_rejected(session: AsyncSession, account_id: int) -> bool:
+    """The ESP refused the stored key. True only for the call that changed the state, so the
+    admin is told once per key, not once per failing job."""
+    result = await session.exec(
+        update(EspConnection).where(col(EspConnection.account_id) == account_id,
+                                    col(EspConnection.key_rejected_at).is_(None),
+                                    col(EspConnection.api_key_enc) != "")
+        .values(key_rejected_at=utcnow()).execution_options(synchronize_session=False))
+    return result.rowcount == 1
+
+
 async def delete_esp_connection(session: AsyncSession, account_id: int) -> None:
     await session.exec(delete(EspConnection).where(col(EspConnection.account_id) == account_id))
 
@@ -221,9 +235,17 @@ async def get_options(session: AsyncSession, account_id: int) -> dict:
     return dict(row.options) if row else {}
 
 
-async def save_options(session: AsyncSession, account_id: int, options: dict) -> None:
+async def get_labels(session: AsyncSession, account_id: int) -> dict:
+    row = await session.get(AccountOptions, account_id)
+    return dict(row.labels) if row else {}
+
+
+async def save_options(session: AsyncSession, account_id: int, options: dict,
+                       labels: dict | None = None) -> None:
     row = await session.get(AccountOptions, account_id) or AccountOptions(account_id=account_id)
     row.options = dict(options)
+    if labels is not None:
+        row.labels = dict(labels)
     session.add(row)
 
 
@@ -276,12 +298,15 @@ async def add_activity(session: AsyncSession, account_id: int, activity: Activit
     activity.account_id = account_id
     session.add(activity)
     await session.flush()
-    # Trim beyond the cap; the index on (account_id, id) makes this a short range delete.
-    cutoff = (select(Activity.id).where(Activity.account_id == account_id)
-              .order_by(col(Activity.id).desc()).offset(ACTIVITY_CAP).limit(1))
+    # Trim the inserted row's class (failures or the rest) beyond its cap.
+    failed = activity.outcome == "failed"
+    same_class = (col(Activity.outcome) == "failed") if failed else (col(Activity.outcome) != "failed")
+    cutoff = (select(Activity.id).where(Activity.account_id == account_id, same_class)
+              .order_by(col(Activity.id).desc()).offset(FAILURE_CAP if failed else ACTIVITY_CAP)
+              .limit(1))
     oldest_kept = (await session.exec(cutoff)).first()
     if oldest_kept is not None:
-        await session.exec(delete(Activity).where(col(Activity.account_id) == account_id,
+        await session.exec(delete(Activity).where(col(Activity.account_id) == account_id, same_class,
                                                   col(Activity.id) <= oldest_kept))
 
 

@@ -28,7 +28,8 @@ def iso(value: Any) -> str | None:
 def provider_body(connection: EspConnection | None) -> dict[str, Any] | None:
     if connection is None:
         return None
-    body: dict[str, Any] = {"kind": connection.kind, "label": connection.label}
+    body: dict[str, Any] = {"kind": connection.kind, "label": connection.label,
+                            "status": "key_rejected" if connection.key_rejected_at else "ok"}
     if connection.list_id is not None:
         body["list_id"] = connection.list_id
         body["list_name"] = connection.list_name

@@ -103,6 +103,15 @@ class KommoClient:
             found += [_read(types.contact, item) for item in types.embedded(body, "contacts")]
         return found
 
+    async def companies(self, company_ids: Iterable[int]) -> list[types.Company]:
+        """Companies by id, `PAGE_LIMIT` per request; missing ones are left out."""
+        ids, found = sorted({int(i) for i in company_ids}), []
+        for start in range(0, len(ids), PAGE_LIMIT):
+            params = [("filter[id][]", i) for i in ids[start:start + PAGE_LIMIT]] + [("limit", PAGE_LIMIT)]
+            body = await self._get("/api/v4/companies", params=params)
+            found += [_read(types.company, item) for item in types.embedded(body, "companies")]
+        return found
+
     async def find_contacts_by_email(self, email: str) -> list[types.Contact]:
         """Kommo's `query=` matches loosely; keep the contacts holding exactly this address."""
         wanted = email.strip().lower()

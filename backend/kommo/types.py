@@ -87,6 +87,14 @@ class Lead:
 
 
 @dataclass(frozen=True)
+class Company:
+    """A contact's `_embedded.companies` item carries the id; the name comes from the company."""
+
+    id: int
+    name: str = ""
+
+
+@dataclass(frozen=True)
 class Contact:
     id: int
     name: str
@@ -96,6 +104,7 @@ class Contact:
     fields: tuple[FieldValues, ...]
     tags: tuple[Tag, ...]
     lead_ids: tuple[int, ...]
+    companies: tuple[Company, ...] = ()
 
     def values_of(self, code: str) -> tuple[FieldValue, ...]:
         return tuple(v for f in self.fields if (f.code or "").upper() == code for v in f.values)
@@ -208,7 +217,13 @@ def contact(body: dict[str, Any]) -> Contact:
                    first_name=str(body.get("first_name") or ""),
                    last_name=str(body.get("last_name") or ""),
                    updated_at=as_int(body.get("updated_at")), fields=field_values(body),
-                   tags=tags(body), lead_ids=lead_ids)
+                   tags=tags(body), lead_ids=lead_ids,
+                   companies=tuple(company(item) for item in embedded(body, "companies")
+                                   if as_int(item.get("id")) is not None))
+
+
+def company(body: dict[str, Any]) -> Company:
+    return Company(id=_required_id(body), name=str(body.get("name") or "").strip())
 
 
 def tags(body: dict[str, Any]) -> tuple[Tag, ...]:

@@ -181,6 +181,8 @@ class EmailProvider(Protocol):
     `UpstreamUnauthorized` (the key was revoked)."""
 
     kind: ClassVar[str]
+    display_name: ClassVar[str]  # the platform's name in notes and activity
+    segment_noun: ClassVar[str]  # what the platform calls a segment: "group", "tag"
 
     async def validate(self) -> str:
         """Check the key live; return the label to show (raises Unprocessable invalid_api_key)."""

@@ -61,7 +61,8 @@ async def put_mapping(request: Request, ctx: WidgetContext) -> Response:
     if connection is None or not connection.api_key_enc:  # an erased key is no connection
         raise mapping.invalid("connect an email platform first")
     pipelines = await KommoClient(services, ctx.account_id, host=ctx.account.host).pipelines()
-    segment_ids = [s.id for s in await providers.build(connection, services).list_segments()]
+    segments = await providers.build(connection, services).list_segments()
+    segment_ids = [s.id for s in segments]
     mapping.check_against(rules, pipelines, segment_ids)
     options = mapping.parse_options(body.get("options"), segment_ids)
     async with services.sessions() as session, session.begin():
@@ -69,7 +70,8 @@ async def put_mapping(request: Request, ctx: WidgetContext) -> Response:
             MappingRule(account_id=ctx.account_id, pipeline_id=r.pipeline_id,
                         status_id=r.status_id, action=r.action, segment_id=r.segment_id)
             for r in rules])
-        await repository.save_options(session, ctx.account_id, options)
+        await repository.save_options(session, ctx.account_id, options,
+                                      mapping.labels(rules, options, pipelines, segments))
     async with services.sessions() as session:
         return JSONResponse(await account_body(session, ctx.account))
 

@@ -127,6 +127,7 @@ class KommoSandbox:
             Route("/api/v4/leads/{id:int}", api(self._lead), methods=["GET"]),
             Route("/api/v4/contacts", api(self._contacts), methods=["GET"]),
             Route("/api/v4/contacts/{id:int}", api(self._contact), methods=["GET", "PATCH"]),
+            Route("/api/v4/companies", api(self._companies), methods=["GET"]),
             Route("/api/v4/{entity}/notes", api(self._add_notes), methods=["POST"]),
             Route("/api/v4/{entity}/custom_fields", api(self._custom_fields), methods=["GET", "POST"]),
             Route("/api/v4/webhooks", api(self._webhooks), methods=["GET", "POST", "DELETE"]),
@@ -188,6 +189,9 @@ class KommoSandbox:
         if request.method == "PATCH":
             return render.patch_contact(self.store, account, contact, await _body(request))
         return render.contact_json(self.store, contact, "leads" in request.query_params.get("with", ""))
+
+    async def _companies(self, request: Request, account: Account) -> Any:
+        return render.companies_list(self.store, account, request.query_params.multi_items())
 
     async def _add_notes(self, request: Request, account: Account) -> Any:
         return render.add_notes(self.store, account, request.path_params["entity"], await _body(request))

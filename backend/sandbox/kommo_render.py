@@ -116,7 +116,9 @@ def contact_json(store: KommoStore, contact: Contact, with_leads: bool) -> dict[
         "created_at": contact.created_at, "updated_at": contact.updated_at, "closest_task_at": None,
         "is_deleted": False, "is_unsorted": False, "custom_fields_values": contact.fields_api(),
         "account_id": contact.account_id, "_links": _href(account, f"/api/v4/contacts/{contact.id}"),
-        "_embedded": {"tags": list(contact.tags), "companies": []}}
+        "_embedded": {"tags": list(contact.tags), "companies": [
+            {"id": contact.company_id, "_links": _href(account, f"/api/v4/companies/{contact.company_id}")}
+        ] if contact.company_id else []}}
     if with_leads:
         body["_embedded"]["leads"] = [{"id": lid, "_links": _href(account, f"/api/v4/leads/{lid}")}
                                       for lid in store.linked_leads(contact)]
@@ -131,6 +133,23 @@ def contacts_list(store: KommoStore, account: Account, query: list[tuple[str, st
              if (not ids or c.id in ids) and (not text or text in _searchable(c))]
     rendered = [contact_json(store, c, "leads" in params.get("with", "")) for c in found]
     return _paged(account, "/api/v4/contacts", "contacts", rendered, params)
+
+
+def company_json(store: KommoStore, company: Contact) -> dict[str, Any]:
+    account = store.account(company.account_id)
+    return {"id": company.id, "name": company.name, "responsible_user_id": USER_ID, "group_id": 0,
+            "created_by": USER_ID, "updated_by": USER_ID, "created_at": company.created_at,
+            "updated_at": company.updated_at, "closest_task_at": None, "is_deleted": False,
+            "custom_fields_values": company.fields_api(), "account_id": company.account_id,
+            "_links": _href(account, f"/api/v4/companies/{company.id}"), "_embedded": {"tags": []}}
+
+
+def companies_list(store: KommoStore, account: Account,
+                   query: list[tuple[str, str]]) -> dict[str, Any] | None:
+    ids = {int(v) for k, v in query if k.startswith("filter[id]") and v.isdigit()}
+    found = [c for c in account.contacts.values() if c.kind == "company" and (not ids or c.id in ids)]
+    return _paged(account, "/api/v4/companies", "companies", [company_json(store, c) for c in found],
+                  dict(query))
 
 
 def _searchable(contact: Contact) -> str:

@@ -64,6 +64,7 @@ class Contact:
     phones: list[tuple[str, str]] = field(default_factory=list)
     tags: list[dict[str, Any]] = field(default_factory=list)
     kind: str = "contact"  # or "company"
+    company_id: int | None = None  # a contact's company (itself stored with kind "company")
 
     def fields_api(self) -> list[dict[str, Any]] | None:
         fields = [(PHONE_FIELD, "Phone", "PHONE", self.phones, PHONE_ENUMS),
@@ -235,11 +236,11 @@ class KommoStore:
 
     def add_contact(self, account_id: int, name: str, *, emails: Iterable[str | tuple[str, str]] = (),
                     phones: Iterable[str | tuple[str, str]] = (), kind: str = "contact",
-                    contact_id: int | None = None) -> Contact:
+                    contact_id: int | None = None, company_id: int | None = None) -> Contact:
         now = self.now()
         contact = Contact(id=contact_id or self.next_id(), name=name, account_id=account_id,
                           created_at=now, updated_at=now, emails=_typed(emails), phones=_typed(phones),
-                          kind=kind)
+                          kind=kind, company_id=company_id)
         self.account(account_id).contacts[contact.id] = contact
         return contact
 

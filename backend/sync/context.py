@@ -3,10 +3,12 @@ and the small writes (contact state, activity) it records as it goes."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from backend import providers, repository
+from backend.kommo import companies, types
 from backend.kommo.client import KommoClient
 from backend.models import AccountStatus, Activity, ContactState, utcnow
 from backend.providers.base import EmailProvider
@@ -24,8 +26,8 @@ class SyncContext:
     mapping: StageMapping
     options: dict[str, Any]
     provider: EmailProvider
-    platform: str  # "MailerLite" / "Mailchimp", for notes and activity
     kommo: KommoClient
+    labels: dict[str, Any] = field(default_factory=dict)  # see AccountOptions.labels
 
     @classmethod
     async def load(cls, services: Services, account_id: int) -> SyncContext | None:
@@ -35,6 +37,7 @@ class SyncContext:
             connection = await repository.get_esp_connection(session, account_id)
             rules = await repository.get_mapping(session, account_id)
             options = await repository.get_options(session, account_id)
+            labels = await repository.get_labels(session, account_id)
         if account is None or account.status != AccountStatus.ACTIVE:
             return None
         if connection is None or not connection.api_key_enc:
@@ -44,8 +47,25 @@ class SyncContext:
         return cls(services=services, account_id=account_id, mapping=mapping,
                    options={**DEFAULT_OPTIONS, **options},
                    provider=providers.build(connection, services),
-                   platform="Mailchimp" if connection.kind == "mailchimp" else "MailerLite",
-                   kommo=KommoClient(services, account_id))
+                   kommo=KommoClient(services, account_id), labels=labels)
+
+    @property
+    def platform(self) -> str:
+        return self.provider.display_name
+
+    def segments_text(self, segment_ids: Iterable[str]) -> str:
+        """`group “Customers”`, in the platform's own word, named as the admin saw it."""
+        names = self.labels.get("segments", {})
+        quoted = [f"“{names.get(s, s)}”" for s in segment_ids]
+        return f"{self.provider.segment_noun} {', '.join(quoted)}"
+
+    def stage_text(self, lead: types.Lead) -> str:
+        name = self.labels.get("stages", {}).get(f"{lead.pipeline_id}:{lead.status_id}")
+        return f"stage {name or lead.status_id}"
+
+    async def company_names(self, contacts: Iterable[types.Contact]) -> dict[int, str | None]:
+        """Contact id → the name of its company (one batched read of the names not known yet)."""
+        return await companies.names_of(self.kommo, self.services.engine, self.account_id, contacts)
 
     async def state(self, contact_id: int) -> ContactState | None:
         async with self.services.reads() as session:

@@ -1,7 +1,7 @@
 """What a contact should look like at the ESP, computed from Kommo's truth. Pure functions.
 
 ARCHITECTURE §7: the email chosen by `email_choice`; consent from `consent_field_id`; fields
-(first/last name, phone, `kommo_contact_id`, `kommo_lead_id`, `field_map`); the segment mapped
+(first/last name, phone, company, `kommo_contact_id`, `kommo_lead_id`, `field_map`); the segment mapped
 to the deciding lead's stage among the managed segments.
 """
 
@@ -76,7 +76,8 @@ def has_consent(contact: types.Contact, field_id: int) -> bool:
     return False
 
 
-def plan_contact(contact: types.Contact, lead_id: int | None, options: Mapping[str, Any]) -> ContactPlan:
+def plan_contact(contact: types.Contact, lead_id: int | None, options: Mapping[str, Any],
+                 company: str | None = None) -> ContactPlan:
     email = choose_email(contact, options["email_choice"])
     consent = Consent.SUBSCRIBED
     skip = None
@@ -90,15 +91,17 @@ def plan_contact(contact: types.Contact, lead_id: int | None, options: Mapping[s
         else:
             consent = Consent.PENDING
     return ContactPlan(contact_id=contact.id, email=email, skip_reason=skip, consent=consent,
-                       fields=contact_fields(contact, lead_id, options.get("field_map", ())))
+                       fields=contact_fields(contact, lead_id, options.get("field_map", ()), company))
 
 
 def contact_fields(contact: types.Contact, lead_id: int | None,
-                   field_map: Iterable[Mapping[str, Any]]) -> dict[str, str | None]:
+                   field_map: Iterable[Mapping[str, Any]], company: str | None = None
+                   ) -> dict[str, str | None]:
     first, last = _names(contact)
     phones = [str(v.value).strip() for v in contact.phones if v.value]
     fields: dict[str, str | None] = {
         "first_name": first, "last_name": last, "phone": phones[0] if phones else None,
+        "company": company,
         "kommo_contact_id": str(contact.id),
         "kommo_lead_id": str(lead_id) if lead_id is not None else None,
     }

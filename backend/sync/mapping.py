@@ -99,6 +99,16 @@ def check_against(rules: Sequence[Rule], pipelines: Iterable[Any], segment_ids: 
             raise invalid(f"rule {n + 1}: segment {rule.segment_id} does not exist at the email platform")
 
 
+def labels(rules: Sequence[Rule], options: Mapping[str, Any], pipelines: Iterable[Any],
+           segments: Iterable[Any]) -> dict[str, dict[str, str]]:
+    """The names, as saved, of the stages and segments the mapping and options refer to."""
+    used = {r.segment_id for r in rules} | {options.get("new_contact_segment_id")}
+    mapped = {(r.pipeline_id, r.status_id) for r in rules}
+    return {"segments": {s.id: s.name for s in segments if s.id in used},
+            "stages": {f"{p.id}:{s.id}": s.name for p in pipelines for s in p.stages
+                       if (p.id, s.id) in mapped}}
+
+
 def parse_options(raw: Any, segment_ids: Iterable[str] | None = None) -> dict[str, Any]:
     """Known options only, typed, with defaults for what is missing."""
     if raw is None:

@@ -9,6 +9,7 @@ out-of-order deliveries therefore all converge on Kommo's final state.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -56,11 +57,12 @@ async def _plans(ctx: SyncContext, lead: types.Lead, contact_ids: list[int]
     states = {cid: await ctx.state(cid) for cid in contact_ids}
     stale = [cid for cid, state in states.items() if not _trusted(ctx, state)]
     fetched = {c.id: c for c in await ctx.kommo.contacts(stale)} if stale else {}
+    companies = await ctx.company_names(fetched.values())
     plans = []
     for cid in contact_ids:
         state = states[cid]
         if cid in fetched:
-            plans.append((plan_contact(fetched[cid], lead.id, ctx.options), state))
+            plans.append((plan_contact(fetched[cid], lead.id, ctx.options, companies.get(cid)), state))
         elif cid not in stale and state is not None:
             plans.append((_stored_plan(state, lead.id), state))
     return plans
@@ -139,7 +141,8 @@ async def _send(ctx: SyncContext, lead: types.Lead, rule, plan: ContactPlan,
         if change.unsubscribe:
             summary = await _unsubscribe(ctx, plan, state)
         elif add or change.remove or not same_fields:
-            summary = await _upsert(ctx, plan, state, add, change.remove, current=same_fields)
+            await _upsert(ctx, plan, state, add, change.remove, current=same_fields)
+            summary = _describe(ctx, add, change.remove) or f"details updated at {ctx.platform}"
         else:
             summary = None
     except PermanentRefusal as refusal:
@@ -148,14 +151,15 @@ async def _send(ctx: SyncContext, lead: types.Lead, rule, plan: ContactPlan,
     _remember(ctx, state, lead, plan)
     await ctx.save(state)
     if summary:
+        summary = f"{summary} ({ctx.stage_text(lead)})"
         await ctx.record(outcome="ok", summary=summary, **common)
         if ctx.options["notes_on_sync"]:
             await ctx.kommo.add_notes("leads", [types.NewNote(
-                entity_id=lead.id, text=f"mailsync: {plan.email} {summary} at {ctx.platform}.")])
+                entity_id=lead.id, text=f"mailsync → {ctx.platform}: {plan.email} {summary}.")])
 
 
 async def _upsert(ctx: SyncContext, plan: ContactPlan, state: ContactState,
-                  add: list[str], remove: tuple[str, ...], *, current: bool = False) -> str:
+                  add: list[str], remove: tuple[str, ...], *, current: bool = False) -> None:
     """`current`: the ESP holds this address with exactly these fields (a pure segment move)."""
     subscriber = await ctx.provider.upsert(SubscriberData(
         email=plan.email, fields=plan.fields, consent=plan.consent, add_segments=add,
@@ -164,7 +168,6 @@ async def _upsert(ctx: SyncContext, plan: ContactPlan, state: ContactState,
     if subscriber.id is not None or state.esp_status is None:
         state.esp_status = str(subscriber.status)
     state.segments = sorted((set(state.segments) | set(add)) - set(remove))
-    return _describe(add, remove) or "updated"
 
 
 async def _unsubscribe(ctx: SyncContext, plan: ContactPlan, state: ContactState) -> str | None:
@@ -172,7 +175,7 @@ async def _unsubscribe(ctx: SyncContext, plan: ContactPlan, state: ContactState)
         return None
     await ctx.provider.unsubscribe(plan.email)
     state.esp_status = str(EspStatus.UNSUBSCRIBED)
-    return "unsubscribed"
+    return f"unsubscribed at {ctx.platform}"
 
 
 async def _refused(ctx: SyncContext, plan: ContactPlan, state: ContactState,
@@ -194,13 +197,11 @@ def _remember(ctx: SyncContext, state: ContactState, lead: types.Lead, plan: Con
     state.last_error = None
 
 
-def _describe(add: list[str], remove: tuple[str, ...]) -> str:
-    parts = []
+def _describe(ctx: SyncContext, add: Sequence[str], remove: Sequence[str]) -> str:
+    """In the admin's words: "moved to group “Customers”", "removed from tag “Lead”"."""
     if add:
-        parts.append("added to segment " + ", ".join(add))
-    if remove:
-        parts.append("removed from segment " + ", ".join(remove))
-    return "; ".join(parts)
+        return f"{'moved' if remove else 'added'} to {ctx.segments_text(add)}"
+    return f"removed from {ctx.segments_text(remove)}" if remove else ""
 
 
 async def _leave_managed(ctx: SyncContext, email: str, segments: list[str]) -> None:
@@ -231,8 +232,8 @@ async def _lead_deleted(ctx: SyncContext, lead_id: int) -> None:
         if state is None or not state.email:
             continue
         await _leave_managed(ctx, state.email, state.segments)
-        await ctx.record(outcome="ok", summary=f"lead {lead_id} was deleted: "
-                         + (_describe([], tuple(state.segments)) or "no segment to leave"),
+        await ctx.record(outcome="ok", summary=f"lead {lead_id} was deleted in Kommo: "
+                         + (_describe(ctx, [], state.segments) or "no segment to leave"),
                          contact_id=state.contact_id, email=state.email, lead_id=lead_id)
         state.segments, state.lead_id, state.lead_updated_at = [], None, None
         await ctx.save(state)
@@ -252,11 +253,12 @@ async def _reconcile_contact(ctx: SyncContext, contact_id: int) -> bool:
     if contact is None:
         await _contact_deleted(ctx, contact_id, state)
         return False
+    company = (await ctx.company_names([contact])).get(contact.id)
     lead = await _deciding_lead(ctx, contact)
     if lead is not None:
-        await apply(ctx, lead, plan_contact(contact, lead.id, ctx.options), state)
+        await apply(ctx, lead, plan_contact(contact, lead.id, ctx.options, company), state)
         return True
-    await _sync_unmapped(ctx, plan_contact(contact, None, ctx.options), state)
+    await _sync_unmapped(ctx, plan_contact(contact, None, ctx.options, company), state)
     return False
 
 
@@ -285,13 +287,14 @@ async def _sync_unmapped(ctx: SyncContext, plan: ContactPlan, state: ContactStat
         return
     common = {"contact_id": plan.contact_id, "email": plan.email}
     try:
-        summary = await _upsert(ctx, plan, state, add, ())
+        await _upsert(ctx, plan, state, add, ())
     except PermanentRefusal as refusal:
         await _refused(ctx, plan, state, refusal, common)
         return
     state.fields_hash, state.last_synced_at, state.last_error = plan.fields_hash, utcnow(), None
     await ctx.save(state)
-    await ctx.record(outcome="ok", summary=summary, **common)
+    await ctx.record(outcome="ok", summary=_describe(ctx, add, ()) or f"details updated at {ctx.platform}",
+                     **common)
 
 
 async def _contact_deleted(ctx: SyncContext, contact_id: int, state: ContactState | None) -> None:
@@ -302,7 +305,7 @@ async def _contact_deleted(ctx: SyncContext, contact_id: int, state: ContactStat
         summary = "contact deleted in Kommo: address forgotten at " + ctx.platform
     else:
         await _leave_managed(ctx, state.email, state.segments)
-        summary = "contact deleted in Kommo: " + (_describe([], tuple(state.segments))
+        summary = "contact deleted in Kommo: " + (_describe(ctx, [], state.segments)
                                                    or "no segment to leave")
     await ctx.record(outcome="ok", summary=summary, contact_id=contact_id, email=state.email)
     state.segments, state.lead_id, state.lead_updated_at = [], None, None

@@ -183,3 +183,12 @@ async def test_fifty_calls_stay_within_the_budget(client, kommo, kommo_services)
     await asyncio.gather(*((client if n % 2 else other).account() for n in range(50)))
     statuses = [r.status for r in api_calls(kommo)]
     assert len(statuses) == 50 and statuses.count(429) == 0
+
+
+async def test_companies_by_ids_and_a_contact_s_company(client, kommo):
+    acme = kommo.store.add_contact(ACME, "Acme Corp", kind="company")
+    jane = kommo.store.add_contact(ACME, "Jane", emails=["jane@acme.io"], company_id=acme.id)
+    assert (await client.contact(jane.id)).companies[0].id == acme.id
+    assert [(c.id, c.name) for c in await client.companies([acme.id, 1])] == [(acme.id, "Acme Corp")]
+    [call] = api_calls(kommo, "/api/v4/companies")
+    assert call.query == f"filter%5Bid%5D%5B%5D=1&filter%5Bid%5D%5B%5D={acme.id}&limit=250"

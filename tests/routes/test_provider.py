@@ -91,7 +91,7 @@ async def test_connect_mailerlite_registers_a_signed_webhook(world):
     answer = await world.client.put("/api/widget/provider", headers=world.token(),
                                     json={"kind": "mailerlite", "api_key": ML_KEY})
     assert answer.status_code == 200
-    assert answer.json()["provider"] == {"kind": "mailerlite", "label": "MailerLite"}
+    assert answer.json()["provider"] == {"kind": "mailerlite", "label": "MailerLite", "status": "ok"}
     row = await world.connection()
     [hook] = world.ml.state.webhooks.values()
     assert hook["url"] == f"https://mailsync.test/webhooks/mailerlite/{row.hook_key}"
@@ -106,7 +106,7 @@ async def test_connect_mailerlite_registers_a_signed_webhook(world):
 async def test_a_classic_key_is_detected_and_recorded(world):
     answer = await world.client.put("/api/widget/provider", headers=world.token(),
                                     json={"kind": "mailerlite", "api_key": SANDBOX_CLASSIC_KEY})
-    assert answer.json()["provider"] == {"kind": "mailerlite", "label": "MailerLite Classic"}
+    assert answer.json()["provider"] == {"kind": "mailerlite", "label": "MailerLite Classic", "status": "ok"}
     row = await world.connection()
     assert row.classic is True and row.webhook_secret_enc is None
     assert len(row.webhook_id.split(",")) == 4
@@ -141,7 +141,8 @@ async def test_connect_mailchimp_commits_the_hook_key_before_registering(world):
     answer = await world.client.put("/api/widget/provider", headers=world.token(),
                                     json={"kind": "mailchimp", "api_key": MC_KEY})
     assert answer.json()["provider"] == {"kind": "mailchimp", "label": "Mailchimp (Acme news)",
-                                         "list_id": world.list_id, "list_name": "Acme news"}
+                                         "status": "ok", "list_id": world.list_id,
+                                         "list_name": "Acme news"}
     row = await world.connection()
     assert world.hooks_seen == [(row.hook_key, True)]  # Mailchimp's GET found the stored key
     [hook] = world.mc.audiences[world.list_id].webhooks.values()

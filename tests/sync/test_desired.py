@@ -28,8 +28,9 @@ def test_email_choice():
 def test_plan_fields_and_skips():
     plan = plan_contact(contact(), 15, DEFAULT_OPTIONS)
     assert (plan.email, plan.skip_reason, plan.consent) == ("jane@example.com", None, Consent.SUBSCRIBED)
-    assert plan.fields == {"first_name": "Jane", "last_name": "Doe", "phone": "+1 555",
+    assert plan.fields == {"first_name": "Jane", "last_name": "Doe", "phone": "+1 555", "company": None,
                            "kommo_contact_id": "7", "kommo_lead_id": "15"}
+    assert plan_contact(contact(), 15, DEFAULT_OPTIONS, "Acme Corp").fields["company"] == "Acme Corp"
     assert plan_contact(contact(emails=()), 15, DEFAULT_OPTIONS).skip_reason == "no email"
     assert plan_contact(contact(emails=(("not-an-address", None),)), 15,
                         DEFAULT_OPTIONS).skip_reason == "invalid email"

@@ -1,5 +1,7 @@
 """Kommo → ESP, every row of ARCHITECTURE §7, on both providers against their simulators."""
 
+import json
+
 import pytest
 
 from backend.sync import reconcile
@@ -34,6 +36,12 @@ async def test_first_sync_then_stage_moves(world):
         await run_lead(world, lead)
         assert world.subscriber("jane@shop.io") == (active(world), expected)
     assert [a.outcome for a in await world.activity()] == ["ok"] * 4
+    noun, name = ("group", str.title) if world.kind == "mailerlite" else ("tag", str)
+    assert [a.summary for a in await world.activity()] == [
+        f"added to {noun} “{name('qualified')}” (stage Qualified)",
+        f"moved to {noun} “{name('proposal')}” (stage Proposal)",
+        f"moved to {noun} “{name('won')}” (stage Closed - won)",
+        f"removed from {noun} “{name('won')}” (stage Closed - lost)"]
 
 
 async def test_unmanaged_segments_are_never_touched(world):
@@ -199,7 +207,10 @@ async def test_new_contact_segment_and_notes_on_sync(world):
     assert world.subscriber("jane@shop.io")[1] == {"qualified", "vip"}
     [note] = world.notes()
     assert note["entity_id"] == lead and note["note_type"] == "service_message"
-    assert note["params"]["text"].startswith("mailsync: jane@shop.io added to segment")
+    segments = "group “Qualified”, “Vip”" if world.kind == "mailerlite" else "tag “qualified”, “vip”"
+    platform = "MailerLite" if world.kind == "mailerlite" else "Mailchimp"
+    assert note["params"]["text"] == (
+        f"mailsync → {platform}: jane@shop.io added to {segments} (stage Qualified).")
 
 
 async def test_new_contact_without_leads_joins_the_welcome_segment(world):
@@ -226,3 +237,36 @@ async def test_stage_change_of_a_synced_contact_costs_at_most_three_calls(world)
     calls = [f"{r.method} {r.url.path}" for r in world.router.requests]
     assert len(calls) <= 3, calls
     assert world.subscriber("jane@shop.io")[1] == {"proposal"}
+
+
+
+def upsert_body(world):
+    """The one subscriber write of a first sync, as the ESP received it."""
+    path = "/api/subscribers" if world.kind == "mailerlite" else None
+    [body] = [json.loads(r.content) for r in world.esp_requests()
+              if (r.method, r.url.path) == ("POST", path) or (path is None and r.method == "PUT")]
+    return body
+
+
+async def test_company_is_sent_and_costs_no_call_on_a_stage_change(world):
+    await world.map(MAPPING)
+    company = world.kommo.store.add_contact(ACCOUNT, "Acme Corp", kind="company").id
+    contact = world.contact(company_id=company)
+    lead = world.lead(QUALIFIED, [contact])
+    await run_lead(world, lead)
+    ids = {"kommo_contact_id": str(contact), "kommo_lead_id": str(lead)}
+    if world.kind == "mailerlite":
+        assert upsert_body(world) == {
+            "email": "jane@shop.io", "groups": [world.segments["qualified"]],
+            "fields": {"name": "Jane", "last_name": "Doe", "company": "Acme Corp", **ids}}
+    else:
+        assert upsert_body(world) == {
+            "email_address": "jane@shop.io", "status_if_new": "subscribed",
+            "merge_fields": {"FNAME": "Jane", "LNAME": "Doe", "COMPANY": "Acme Corp",
+                             "KOMMOCID": ids["kommo_contact_id"], "KOMMOLID": ids["kommo_lead_id"]}}
+    assert [r.url.path for r in world.kommo_requests()].count("/api/v4/companies") == 1
+    world.router.requests.clear()
+    world.move(lead, PROPOSAL)
+    await run_lead(world, lead)
+    assert "/api/v4/companies" not in [r.url.path for r in world.kommo_requests()]
+    assert len(world.router.requests) <= 3

@@ -51,8 +51,9 @@ def kommo_calls(world):
 
 def provider_body(world):
     if world.kind == "mailchimp":
-        return {"kind": "mailchimp", "label": "", "list_id": world.list_id, "list_name": None}
-    return {"kind": "mailerlite", "label": ""}
+        return {"kind": "mailchimp", "label": "", "status": "ok", "list_id": world.list_id,
+                "list_name": None}
+    return {"kind": "mailerlite", "label": "", "status": "ok"}
 
 
 def account_body(world, rules=(), options=None):
@@ -91,6 +92,13 @@ async def test_a_valid_mapping_is_stored_and_answered(world, widget):
     assert len(esp_calls(world)) == 1 and esp_calls(world)[0].startswith("GET ")
     again = await widget.get("/api/widget/account", headers=user(world, admin=False))
     assert again.json() == expected
+    async with world.services.sessions() as session:
+        labels = await repository.get_labels(session, ACCOUNT)
+    name = str.title if world.kind == "mailerlite" else str
+    assert labels == {  # for the activity's words; Proposal and Lost name no segment but are stages
+        "segments": {seg[s]: name(s) for s in ("qualified", "won", "vip")},
+        "stages": {f"{PIPELINE_ID}:{QUALIFIED}": "Qualified", f"{PIPELINE_ID}:{PROPOSAL}": "Proposal",
+                   f"{PIPELINE_ID}:{WON}": "Closed - won", f"{PIPELINE_ID}:{LOST}": "Closed - lost"}}
 
 
 async def test_a_new_mapping_replaces_the_old_one(world, widget):

@@ -118,8 +118,15 @@ class World:
                             segment_id=None if target in ("remove", "unsubscribe")
                             else self.segments[target])
                 for stage, target in rules.items()])
-            if options:
-                await repository.save_options(session, ACCOUNT, options)
+            await repository.save_options(session, ACCOUNT, options, self.labels())
+
+    def labels(self) -> dict[str, dict[str, str]]:
+        """What the mapping route stores: the ESP's segment names and Kommo's stage names."""
+        pipeline = self.kommo.store.account(ACCOUNT).pipelines[0]
+        names = ({gid: name.title() for name, gid in self.segments.items()}
+                 if self.kind == "mailerlite" else {tag: tag for tag in self.segments})
+        return {"segments": names, "stages": {f"{PIPELINE_ID}:{s['id']}": s["name"]
+                                              for s in pipeline["_embedded"]["statuses"]}}
 
     async def state(self, contact_id: int):
         async with self.services.sessions() as session:

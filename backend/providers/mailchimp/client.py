@@ -65,6 +65,8 @@ def merge_tag(name: str) -> str:
 
 class MailchimpProvider:
     kind: ClassVar[str] = "mailchimp"
+    display_name: ClassVar[str] = "Mailchimp"
+    segment_noun: ClassVar[str] = "tag"
     parse_webhook = staticmethod(webhooks.parse_webhook)
 
     def __init__(self, client: httpx2.AsyncClient, *, base_url: str, api_key: str,

@@ -84,6 +84,8 @@ def parse_webhook(body: bytes, *, signature: str | None, secret: str) -> list[Es
 class MailerLiteClassicProvider:
     kind: ClassVar[str] = "mailerlite"
     label: ClassVar[str] = "MailerLite Classic"
+    display_name: ClassVar[str] = "MailerLite"
+    segment_noun: ClassVar[str] = "group"
     parse_webhook = staticmethod(parse_webhook)
 
     def __init__(self, client: httpx2.AsyncClient, *, base_url: str, api_key: str,

@@ -61,6 +61,8 @@ def parse_webhook_object(data: Mapping[str, Any]) -> Webhook:
 class MailerLiteProvider:
     kind: ClassVar[str] = "mailerlite"
     label: ClassVar[str] = "MailerLite"
+    display_name: ClassVar[str] = "MailerLite"
+    segment_noun: ClassVar[str] = "group"
     parse_webhook = staticmethod(webhooks.parse_webhook)
 
     def __init__(self, client: httpx2.AsyncClient, *, base_url: str, api_key: str,

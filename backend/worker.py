@@ -20,8 +20,10 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from backend import logs, metrics
-from backend.errors import MailsyncError, UpstreamError
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from backend import alerts, logs, metrics, providers, repository
+from backend.errors import MailsyncError, UpstreamError, UpstreamForbidden, UpstreamUnauthorized
 from backend.models import utcnow
 from backend.sync import jobs
 from backend.sync.jobs import ClaimedJob
@@ -164,7 +166,7 @@ class Worker:
         trace = {"job_id": job.id, "job_kind": job.kind, "attempt": job.attempts}
         log.info("job %d started", job.id, extra={**trace, "at": time.time()})
         try:
-            error, retry_after, retryable = await self._call_handler(job)
+            error, retry_after, retryable, exc = await self._call_handler(job)
         except asyncio.CancelledError:
             await self._settle(jobs.release, job.id)
             raise
@@ -176,33 +178,39 @@ class Worker:
         metrics.JOB_ATTEMPTS.labels(job.kind).observe(job.attempts)
         if error is None:
             await self._settle(jobs.finish, job.id)
-        elif not retryable:
+            return
+        if _esp_refused_key(exc):
+            await self._settle(_key_rejected, job.account_id, exc)
+        if not retryable:
             log.info("job %d (%s) ended with a permanent outcome: %s", job.id, job.kind, error)
             await self._settle(jobs.finish, job.id, error=error)
-        else:
-            state = await self._settle(jobs.fail, job, error, retry_after=retry_after)
-            if state == "dead":
-                metrics.JOBS_DEAD.labels(job.kind).inc()
-                log.error("job %d (%s) is dead after %d attempts: %s", job.id, job.kind,
-                          job.attempts, error)
+            return
+        state = await self._settle(jobs.fail, job, error, retry_after=retry_after)
+        if state == "dead":
+            metrics.JOBS_DEAD.labels(job.kind).inc()
+            log.error("job %d (%s) is dead after %d attempts: %s", job.id, job.kind,
+                      job.attempts, error)
+            await self._settle(alerts.job_gave_up, job.account_id, kind=job.kind,
+                               payload=job.payload, attempts=job.attempts, reason=_plain(exc))
 
-    async def _call_handler(self, job: ClaimedJob) -> tuple[str | None, float | None, bool]:
-        """(error, retry_after, retryable) — error None means success."""
+    async def _call_handler(self, job: ClaimedJob
+                            ) -> tuple[str | None, float | None, bool, Exception | None]:
+        """(error, retry_after, retryable, exception) — error None means success."""
         handler = self.handlers.get(job.kind)
         if handler is None:
-            return f"no handler for job kind {job.kind!r}", None, True
+            return f"no handler for job kind {job.kind!r}", None, True, None
         try:
             await handler(self.services, job)
         except UpstreamError as exc:
-            return f"{exc.code}: {exc.message}", exc.retry_after, exc.retryable
+            return f"{exc.code}: {exc.message}", exc.retry_after, exc.retryable, exc
         except MailsyncError as exc:
-            return f"{exc.code}: {exc.message}", None, exc.retryable
+            return f"{exc.code}: {exc.message}", None, exc.retryable, exc
         except Exception as exc:
             log.exception("job %d (%s) crashed", job.id, job.kind)
             frame = traceback.extract_tb(exc.__traceback__)[-1]
             return (f"{type(exc).__name__}: {exc} (at {frame.filename}:{frame.lineno})",
-                    None, True)
-        return None, None, True
+                    None, True, exc)
+        return None, None, True, None
 
     async def _settle(self, operation: Callable[..., Awaitable], *args, **kwargs):
         # Shielded: a shutdown must not leave a finished job marked running.
@@ -228,6 +236,28 @@ class Worker:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+
+
+def _esp_refused_key(exc: Exception | None) -> bool:
+    return (isinstance(exc, UpstreamUnauthorized | UpstreamForbidden)
+            and exc.service in providers.registered())
+
+
+async def _key_rejected(session: AsyncSession, account_id: int, exc: UpstreamError) -> None:
+    """The email platform refused the stored key: flag the connection (the widget shows a banner)
+    and tell the admin, once per key."""
+    if await repository.mark_key_rejected(session, account_id):
+        provider = providers.get(exc.service)
+        await alerts.esp_key_rejected(session, account_id, platform=provider.display_name,
+                                      status=exc.status, key_help=provider.key_help)
+
+
+def _plain(exc: Exception | None) -> str:
+    """The reason shown to the admin: our own errors carry readable messages; a crash's details
+    are for the operator's log only."""
+    if isinstance(exc, MailsyncError):
+        return exc.message
+    return "mailsync hit an internal error (the operator's log has the details)"
 
 
 def _load_default_handlers() -> None:

@@ -3,8 +3,9 @@
     .venv/bin/python -m bench.calls
 
 Scenarios, on both providers: a stage change of an already-synced contact, the first sync of a
-new contact (in a process whose field cache is warm, and the very first one), and a reverse
-unsubscribe (ESP → Kommo). The public tutorial flow this product replaces costs 7+ calls per
+new contact (in a process whose field cache is warm, and the very first one), the same two for a
+contact with a company (its name costs one Kommo read the first time), and a reverse unsubscribe
+(ESP → Kommo). The public tutorial flow this product replaces costs 7+ calls per
 stage change (GET lead, GET contact, POST subscriber, GET groups, DELETE per group, POST group,
 POST note).
 """
@@ -64,6 +65,13 @@ async def _scenarios(world, kind: str, results: dict[str, Counter]) -> None:
     world.move(lead, PROPOSAL)
     results["stage change, synced contact"] = await counted(
         world, reconcile.reconcile_lead(services, ACCOUNT, lead))
+    company = world.kommo.store.add_contact(ACCOUNT, "Acme Corp", kind="company").id
+    with_company = world.lead(QUALIFIED, [world.contact(emails=["ann@acme.io"], company_id=company)])
+    results["first sync, contact with a company"] = await counted(
+        world, reconcile.reconcile_lead(services, ACCOUNT, with_company))
+    world.move(with_company, PROPOSAL)
+    results["stage change, synced contact with a company"] = await counted(
+        world, reconcile.reconcile_lead(services, ACCOUNT, with_company))
     event = {"source": kind, "kind": "unsubscribed", "email": "jane@shop.io", "new_email": None,
              "subscriber_id": None, "occurred_at": None, "reason": None,
              "raw_type": "unsubscribe", "dedupe_key": "bench-1"}

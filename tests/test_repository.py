@@ -105,6 +105,19 @@ async def test_activity_is_capped_per_account(session, monkeypatch):
     assert len(await repository.list_activity(session, B)) == 1
 
 
+async def test_successes_never_push_the_last_failures_out(session, monkeypatch):
+    monkeypatch.setattr(repository, "ACTIVITY_CAP", 3)
+    monkeypatch.setattr(repository, "FAILURE_CAP", 2)
+    await _two_accounts(session)
+    for n, outcome in enumerate(["failed", "failed", "failed", *["ok"] * 10, "skipped"]):
+        await repository.add_activity(session, A, Activity(
+            direction="to_esp", summary=f"event {n}", outcome=outcome))
+    await session.commit()
+    assert [(a.summary, a.outcome) for a in await repository.list_activity(session, A)] == [
+        ("event 13", "skipped"), ("event 12", "ok"), ("event 11", "ok"),
+        ("event 2", "failed"), ("event 1", "failed")]
+
+
 async def test_stats_count_pending_and_dead_jobs_of_the_account_only(session):
     await _two_accounts(session)
     for account_id, state, key in ((A, "pending", "a1"), (A, "dead", "a2"), (A, "dead", "a3"),

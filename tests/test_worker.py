@@ -2,11 +2,17 @@ import asyncio
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import update
 from sqlmodel import select
 
 from backend import repository
-from backend.errors import PermanentRefusal, UpstreamRateLimited
-from backend.models import Job, utcnow
+from backend.errors import (
+    PermanentRefusal,
+    UpstreamRateLimited,
+    UpstreamUnauthorized,
+    UpstreamUnavailable,
+)
+from backend.models import EspConnection, Job, utcnow
 from backend.sync import jobs
 from backend.sync.jobs import JobSpec
 from backend.worker import Worker
@@ -135,3 +141,72 @@ async def test_stop_lets_a_short_job_finish(services, accounts, run_worker):
     stop.set()
     await asyncio.wait_for(task, 10)
     assert [r.state for r in await job_rows(services)] == ["done"]
+
+
+# --- failures the admin sees in the activity log ---------------------------------------------
+
+
+async def failed_activity(services, account_id):
+    async with services.sessions() as session:
+        rows = await repository.list_activity(session, account_id, limit=50)
+    return [(a.direction, a.lead_id, a.summary, a.detail) for a in rows if a.outcome == "failed"]
+
+
+async def test_a_job_that_gives_up_tells_the_admin_once(services, accounts, run_worker):
+    async def broken(_services, job):
+        raise UpstreamUnavailable("Kommo answered 503: Service Unavailable", service="kommo")
+
+    await enqueue(services, JobSpec(1, "reconcile_lead", "reconcile_lead:1:77", {"lead_id": 77}))
+    async with services.sessions() as session, session.begin():
+        await session.exec(update(Job).values(attempts=jobs.MAX_ATTEMPTS - 1))
+    await run_worker({"reconcile_lead": broken}, concurrency=1)
+    [row] = await eventually(lambda: all_finished(services))
+    assert row.state == "dead"
+    assert await failed_activity(services, 1) == [(
+        "to_esp", 77, f"gave up syncing lead 77 after {jobs.MAX_ATTEMPTS} attempts",
+        "The last attempt failed: Kommo answered 503: Service Unavailable. Nothing else is "
+        "affected. Once the cause is fixed, press “Sync now” on the card to try again.")]
+
+
+async def test_a_crash_is_reported_without_its_traceback(services, accounts, run_worker):
+    async def buggy(_services, job):
+        raise KeyError("secret internals")
+
+    await enqueue(services, JobSpec(1, "esp_event", "esp_event:1:x", {"email": "a@b.io"}))
+    async with services.sessions() as session, session.begin():
+        await session.exec(update(Job).values(attempts=jobs.MAX_ATTEMPTS - 1))
+    await run_worker({"esp_event": buggy}, concurrency=1)
+    await eventually(lambda: all_finished(services))
+    [(direction, lead_id, summary, detail)] = await failed_activity(services, 1)
+    assert (direction, lead_id) == ("to_kommo", None)
+    assert summary == f"gave up syncing an opt-out from the email platform after {jobs.MAX_ATTEMPTS} attempts"
+    assert "mailsync hit an internal error (the operator's log has the details)" in detail
+    assert "secret internals" not in detail
+
+
+async def test_a_rejected_esp_key_is_flagged_and_told_once(services, accounts, run_worker):
+    async with services.sessions() as session, session.begin():
+        await repository.save_esp_connection(session, EspConnection(
+            account_id=1, kind="mailchimp", api_key_enc=services.vault.encrypt("k-us21"), hook_key="h1"))
+
+    async def revoked(_services, job):
+        raise UpstreamUnauthorized("Mailchimp answered 401: API Key Invalid", service="mailchimp",
+                                   status=401)
+
+    await enqueue(services, spec(1, 0, "reconcile_lead"), spec(1, 1, "reconcile_lead"))
+    await run_worker({"reconcile_lead": revoked}, concurrency=2)
+    await eventually(lambda: _all_tried(services))
+    assert await failed_activity(services, 1) == [(
+        "to_esp", None, "Mailchimp rejected mailsync's API key",
+        "Mailchimp no longer accepts the stored API key (it was revoked or deleted). Syncing to "
+        "Mailchimp waits until an administrator pastes a working key in the widget's settings "
+        "(Mailchimp: Profile → Extras → API keys).")]
+    async with services.sessions() as session:
+        connection = await repository.get_esp_connection(session, 1)
+    assert connection.key_rejected_at is not None
+    assert {r.state for r in await job_rows(services)} == {"pending"}  # kept for the new key
+
+
+async def _all_tried(services):
+    rows = await job_rows(services)
+    return all(r.attempts >= 1 and r.state == "pending" for r in rows) or None

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend import db, repository
+from backend import alerts, db, repository
 from backend.errors import UpstreamError, UpstreamUnauthorized
 from backend.kommo import oauth
 from backend.kommo.budget import budget_key, wait_for_budget
@@ -67,9 +67,14 @@ async def refresh(services: Services, account_id: int, *, rejected: Secret | Non
 
 
 async def mark_needs_reauth(services: Services, account_id: int) -> None:
-    """Kommo refuses us for this account: the admin must reinstall. Queued jobs are kept."""
+    """Kommo refuses us for this account: the admin must reinstall. Queued jobs are kept; the
+    admin is told once, when the account changes state."""
     async with services.sessions() as session, session.begin():
+        account = await repository.get_account(session, account_id)
+        if account is None or account.status == AccountStatus.NEEDS_REAUTH:
+            return
         await repository.set_account_status(session, account_id, AccountStatus.NEEDS_REAUTH)
+        await alerts.kommo_authorization_lost(session, account_id)
     log.warning("Kommo refused the account's authorization; it needs to be reinstalled")
 
 

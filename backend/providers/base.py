@@ -183,6 +183,7 @@ class EmailProvider(Protocol):
     kind: ClassVar[str]
     display_name: ClassVar[str]  # the platform's name in notes and activity
     segment_noun: ClassVar[str]  # what the platform calls a segment: "group", "tag"
+    key_help: ClassVar[str]  # where in the platform's UI an admin finds a new API key
 
     async def validate(self) -> str:
         """Check the key live; return the label to show (raises Unprocessable invalid_api_key)."""

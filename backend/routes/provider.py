@@ -21,6 +21,7 @@ from backend.models import EspConnection
 from backend.providers.base import EmailProvider
 from backend.routes.bodies import json_object
 from backend.security import new_hook_key
+from backend.sync import jobs
 from backend.views import account_body
 
 log = logging.getLogger("mailsync.provider")
@@ -108,6 +109,7 @@ async def _store(services: Any, account_id: int, connection: EspConnection) -> N
         await repository.delete_esp_connection(session, account_id)
         await session.flush()
         await repository.save_esp_connection(session, connection)
+        await jobs.run_now(session, account_id)  # work that waited for a working key goes now
         await session.commit()
 
 

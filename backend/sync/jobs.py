@@ -239,6 +239,17 @@ async def retry_dead(session: AsyncSession, account_id: int, job_id: int) -> boo
     return result.rowcount == 1
 
 
+async def run_now(session: AsyncSession, account_id: int) -> int:
+    """The cause of the account's failures was fixed (a new ESP key): its pending jobs stop
+    waiting out their backoff. Returns how many were brought forward."""
+    now = utcnow()
+    result = await session.exec(
+        update(Job).where(col(Job.account_id) == account_id, col(Job.state) == JobState.PENDING,
+                          col(Job.run_at) > now)
+        .values(run_at=now).execution_options(synchronize_session=False))
+    return result.rowcount
+
+
 async def counts_by_state(session: AsyncSession) -> dict[str, int]:
     rows = (await session.exec(select(Job.state, func.count()).group_by(Job.state))).all()
     return dict(rows)

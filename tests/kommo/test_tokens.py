@@ -95,6 +95,14 @@ async def test_a_refused_refresh_marks_needs_reauth_and_keeps_queued_jobs(kommo,
     with pytest.raises(UpstreamUnauthorized):  # no further calls until the admin reinstalls
         await tokens.access_token(kommo_services, ACME)
     assert len(outbound.requests) == calls
+    await tokens.mark_needs_reauth(kommo_services, ACME)  # a second refusal: told once only
+    async with kommo_services.sessions() as session:
+        told = [(a.outcome, a.direction, a.summary, a.detail)
+                for a in await repository.list_activity(session, ACME)]
+    assert told == [(
+        "failed", "to_kommo", "Kommo no longer accepts mailsync's authorization",
+        "Syncing is paused; changes wait in the queue and nothing is lost. An administrator of this "
+        "Kommo account must install the mailsync widget again (Settings → Integrations → mailsync).")]
 
 
 async def test_a_failed_refresh_that_is_not_a_refusal_leaves_the_account_active(

@@ -3,6 +3,7 @@
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import httpx2
@@ -13,11 +14,12 @@ from sqlmodel import select
 
 from backend import db, providers, repository
 from backend.app import create_app
-from backend.models import EspConnection, MappingRule
+from backend.models import EspConnection, Job, MappingRule, utcnow
 from backend.sandbox.mailchimp import SANDBOX_API_KEY as MC_KEY
 from backend.sandbox.mailchimp import create_mailchimp_sandbox
 from backend.sandbox.mailerlite import SANDBOX_API_KEY as ML_KEY
 from backend.sandbox.mailerlite import SANDBOX_CLASSIC_KEY, create_mailerlite_sandbox
+from backend.sync import jobs
 from tests.conftest import make_settings
 
 ACCOUNT = 29085424
@@ -215,3 +217,23 @@ async def test_reconnecting_replaces_the_old_webhook(world):
     async with world.services.sessions() as session:
         rows = (await session.exec(select(EspConnection))).all()
     assert len(rows) == 1
+
+
+async def test_a_new_key_clears_the_rejection_and_brings_waiting_jobs_forward(world):
+    headers = world.token()
+    await world.client.put("/api/widget/provider", headers=headers,
+                           json={"kind": "mailerlite", "api_key": ML_KEY})
+    later = utcnow() + timedelta(hours=1)
+    async with world.services.sessions() as session, session.begin():
+        assert await repository.mark_key_rejected(session, ACCOUNT)
+        assert not await repository.mark_key_rejected(session, ACCOUNT)  # once per key
+        await jobs.enqueue(session, [jobs.JobSpec(ACCOUNT, "reconcile_lead", "l:1", {"lead_id": 1})],
+                           run_at=later)
+    shown = await world.client.get("/api/widget/account", headers=headers)
+    assert shown.json()["provider"]["status"] == "key_rejected"
+    answer = await world.client.put("/api/widget/provider", headers=headers,
+                                    json={"kind": "mailerlite", "api_key": ML_KEY})
+    assert answer.json()["provider"]["status"] == "ok"
+    async with world.services.sessions() as session:
+        [job] = (await session.exec(select(Job))).all()
+    assert job.run_at <= utcnow()

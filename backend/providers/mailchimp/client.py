@@ -67,6 +67,7 @@ class MailchimpProvider:
     kind: ClassVar[str] = "mailchimp"
     display_name: ClassVar[str] = "Mailchimp"
     segment_noun: ClassVar[str] = "tag"
+    key_help: ClassVar[str] = "Profile → Extras → API keys"
     parse_webhook = staticmethod(webhooks.parse_webhook)
 
     def __init__(self, client: httpx2.AsyncClient, *, base_url: str, api_key: str,

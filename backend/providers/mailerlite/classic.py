@@ -86,6 +86,7 @@ class MailerLiteClassicProvider:
     label: ClassVar[str] = "MailerLite Classic"
     display_name: ClassVar[str] = "MailerLite"
     segment_noun: ClassVar[str] = "group"
+    key_help: ClassVar[str] = "Integrations → Developer API"
     parse_webhook = staticmethod(parse_webhook)
 
     def __init__(self, client: httpx2.AsyncClient, *, base_url: str, api_key: str,

@@ -63,6 +63,7 @@ class MailerLiteProvider:
     label: ClassVar[str] = "MailerLite"
     display_name: ClassVar[str] = "MailerLite"
     segment_noun: ClassVar[str] = "group"
+    key_help: ClassVar[str] = "Integrations → API"
     parse_webhook = staticmethod(webhooks.parse_webhook)
 
     def __init__(self, client: httpx2.AsyncClient, *, base_url: str, api_key: str,

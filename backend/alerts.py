@@ -1,0 +1,64 @@
+"""The failures an admin must see in the widget's activity log (ARCHITECTURE §8), in plain words:
+what happened and what to do. Each is written once per occurrence that needs the admin: a job that
+gave up, Kommo refusing our authorization, the email platform refusing the stored key.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from backend import repository
+from backend.models import Activity, utcnow
+
+FAILED = "failed"
+
+
+async def _write(session: AsyncSession, account_id: int, *, summary: str, detail: str,
+                 direction: str = "to_esp", **ids: Any) -> None:
+    await repository.add_activity(session, account_id, Activity(
+        account_id=account_id, at=utcnow(), direction=direction, outcome=FAILED, summary=summary,
+        detail=detail, **ids))
+
+
+def _subject(kind: str, payload: dict[str, Any]) -> tuple[str, dict[str, int]]:
+    """What the job was about, in words, and the ids the activity row carries."""
+    if kind == "reconcile_lead" and isinstance(payload.get("lead_id"), int):
+        return f"lead {payload['lead_id']}", {"lead_id": payload["lead_id"]}
+    if kind == "reconcile_contact" and isinstance(payload.get("contact_id"), int):
+        return f"contact {payload['contact_id']}", {"contact_id": payload["contact_id"]}
+    if kind == "esp_event":
+        return "an opt-out from the email platform", {}
+    return f"a {kind.replace('_', ' ')} job", {}
+
+
+async def job_gave_up(session: AsyncSession, account_id: int, *, kind: str, payload: dict[str, Any],
+                      attempts: int, reason: str) -> None:
+    subject, ids = _subject(kind, payload)
+    direction = "to_kommo" if kind == "esp_event" else "to_esp"
+    await _write(session, account_id, direction=direction,
+                 summary=f"gave up syncing {subject} after {attempts} attempts",
+                 detail=f"The last attempt failed: {reason}. Nothing else is affected. Once the "
+                        "cause is fixed, press “Sync now” on the card to try again.", **ids)
+
+
+async def kommo_authorization_lost(session: AsyncSession, account_id: int) -> None:
+    await _write(session, account_id, direction="to_kommo",
+                 summary="Kommo no longer accepts mailsync's authorization",
+                 detail="Syncing is paused; changes wait in the queue and nothing is lost. An "
+                        "administrator of this Kommo account must install the mailsync widget "
+                        "again (Settings → Integrations → mailsync).")
+
+
+async def esp_key_rejected(session: AsyncSession, account_id: int, *, platform: str, status: int | None,
+                           key_help: str) -> None:
+    """401: the key was revoked or deleted; 402/403: the platform refuses this account or key."""
+    if status in (402, 403):
+        what = f"{platform} refuses access with the stored API key (the account may be suspended " \
+               "or the key may lack permissions)"
+    else:
+        what = f"{platform} no longer accepts the stored API key (it was revoked or deleted)"
+    await _write(session, account_id, summary=f"{platform} rejected mailsync's API key",
+                 detail=f"{what}. Syncing to {platform} waits until an administrator pastes a "
+                        f"working key in the widget's settings ({platform}: {key_help}).")

@@ -24,7 +24,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend import alerts, logs, metrics, providers, repository
 from backend.errors import MailsyncError, UpstreamError, UpstreamForbidden, UpstreamUnauthorized
-from backend.models import utcnow
+from backend.models import JobState, utcnow
 from backend.sync import jobs
 from backend.sync.jobs import ClaimedJob
 
@@ -185,13 +185,11 @@ class Worker:
             log.info("job %d (%s) ended with a permanent outcome: %s", job.id, job.kind, error)
             await self._settle(jobs.finish, job.id, error=error)
             return
-        state = await self._settle(jobs.fail, job, error, retry_after=retry_after)
+        state = await self._settle(_fail, job, error, retry_after, exc)
         if state == "dead":
             metrics.JOBS_DEAD.labels(job.kind).inc()
             log.error("job %d (%s) is dead after %d attempts: %s", job.id, job.kind,
                       job.attempts, error)
-            await self._settle(alerts.job_gave_up, job.account_id, kind=job.kind,
-                               payload=job.payload, attempts=job.attempts, reason=_plain(exc))
 
     async def _call_handler(self, job: ClaimedJob
                             ) -> tuple[str | None, float | None, bool, Exception | None]:
@@ -236,6 +234,16 @@ class Worker:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def _fail(session: AsyncSession, job: ClaimedJob, error: str, retry_after: float | None,
+                exc: Exception | None) -> str:
+    """A retryable failure; a job that gives up tells the admin in the same transaction."""
+    state = await jobs.fail(session, job, error, retry_after=retry_after)
+    if state == JobState.DEAD:
+        await alerts.job_gave_up(session, job.account_id, kind=job.kind, payload=job.payload,
+                                 attempts=job.attempts, reason=_plain(exc))
+    return state
 
 
 def _esp_refused_key(exc: Exception | None) -> bool:

@@ -28,7 +28,16 @@ async def get_pipelines(request: Request, context: WidgetContext) -> JSONRespons
         for p in pipelines])
 
 
+@widget_endpoint()
+async def get_contact_fields(request: Request, context: WidgetContext) -> JSONResponse:
+    """The account's contact custom fields, for the consent-field picker and the field map."""
+    client = KommoClient(request.app.state.services, context.account_id, host=context.account.host)
+    fields = await client.custom_fields("contacts")
+    return JSONResponse([{"id": f.id, "name": f.name, "type": f.type} for f in fields])
+
+
 routes = [
     Route("/api/widget/account", get_account, methods=["GET"]),
     Route("/api/widget/pipelines", get_pipelines, methods=["GET"]),
+    Route("/api/widget/contact-fields", get_contact_fields, methods=["GET"]),
 ]

@@ -1,4 +1,4 @@
-"""GET /api/widget/account and /api/widget/pipelines: the widget's token decides the account."""
+"""GET /api/widget/account, /pipelines and /contact-fields: the widget's token decides the account."""
 
 import pytest
 
@@ -48,7 +48,8 @@ def forged(settings):
 
 @pytest.mark.parametrize("case", ["wrong key", "expired", "not yet valid", "wrong aud",
                                   "missing account_id", "missing user_id", "garbage", "no header"])
-@pytest.mark.parametrize("path", ["/api/widget/account", "/api/widget/pipelines"])
+@pytest.mark.parametrize("path", ["/api/widget/account", "/api/widget/pipelines",
+                                  "/api/widget/contact-fields"])
 async def test_forged_tokens_are_refused(web, kommo, kommo_settings, outbound, case, path):
     await install(web, kommo)
     outbound.requests.clear()
@@ -97,4 +98,39 @@ async def test_needs_reauth_is_visible_and_pipelines_say_why(web, kommo, kommo_s
     headers = {"X-Auth-Token": widget_token(kommo_settings, is_admin=False)}
     assert (await web.get("/api/widget/account", headers=headers)).json()["status"] == "needs_reauth"
     answer = await web.get("/api/widget/pipelines", headers=headers)
+    assert (answer.status_code, answer.json()["error"]["code"]) == (502, "needs_reauth")
+
+
+CONTACT_FIELDS = [{"id": 771906, "name": "Phone", "type": "multitext"},
+                  {"id": 771908, "name": "Email", "type": "multitext"}]
+
+
+async def test_contact_fields_are_read_live_with_the_accounts_token(web, kommo, kommo_settings, outbound):
+    await install(web, kommo)
+    kommo.store.account(ACME).custom_fields["contacts"].append(
+        {"id": 990001, "name": "Newsletter consent", "type": "checkbox", "code": None})
+    outbound.requests.clear()
+    answer = await web.get("/api/widget/contact-fields",
+                           headers={"X-Auth-Token": widget_token(kommo_settings, is_admin=False)})
+    assert (answer.status_code, answer.json()) == (200, [
+        *CONTACT_FIELDS, {"id": 990001, "name": "Newsletter consent", "type": "checkbox"}])
+    assert outbound.paths() == ["GET /api/v4/contacts/custom_fields"]
+
+
+async def test_contact_fields_of_account_b_are_not_account_as(web, kommo, kommo_settings):
+    await install(web, kommo, ACME)
+    await install(web, kommo, BETA)
+    kommo.store.account(BETA).custom_fields["contacts"].pop()
+    as_beta = {"X-Auth-Token": widget_token(kommo_settings, BETA, subdomain="beta")}
+    as_acme = {"X-Auth-Token": widget_token(kommo_settings, ACME)}
+    assert (await web.get("/api/widget/contact-fields", headers=as_beta)).json() == CONTACT_FIELDS[:1]
+    assert (await web.get("/api/widget/contact-fields", headers=as_acme)).json() == CONTACT_FIELDS
+
+
+async def test_contact_fields_say_why_when_kommo_access_was_lost(web, kommo, kommo_services,
+                                                                 kommo_settings):
+    await seed_tokens(kommo_services, kommo)
+    await tokens.mark_needs_reauth(kommo_services, ACME)
+    answer = await web.get("/api/widget/contact-fields",
+                           headers={"X-Auth-Token": widget_token(kommo_settings)})
     assert (answer.status_code, answer.json()["error"]["code"]) == (502, "needs_reauth")

@@ -25,6 +25,8 @@ def test_wheel_carries_templates_migrations_manifest_and_widget(tmp_path):
     for required in ("backend/templates/base.html", "backend/migrations/env.py",
                      "backend/migrations/versions/0001_initial_schema.py",
                      "backend/bundle/manifest.json", "backend/bundle/widget/script.js",
-                     "backend/bundle/widget/i18n/en.json"):
+                     "backend/bundle/widget/i18n/en.json", "backend/bundle/widget/images/logo_main.png",
+                     "backend/bundle/widget/images/logo_min.png",
+                     "backend/bundle/widget/images/tour_1_en.png"):
         assert required in names
     assert not any(name.startswith("tests/") for name in names)

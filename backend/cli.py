@@ -7,13 +7,16 @@ import asyncio
 import gc
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
 from datetime import datetime
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from backend import db, migrations, repository
+from backend import db, migrations, repository, widget_archive
 from backend.errors import MailsyncError
 from backend.logs import configure_logging
 from backend.models import utcnow
@@ -44,6 +47,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--no-worker", action="store_true", help="web only (scale-out)")
     serve.set_defaults(handler=cmd_serve)
+    sandbox = commands.add_parser(
+        "sandbox", help="try mailsync: backend + simulated Kommo, MailerLite and Mailchimp + demo")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=8000)
+    sandbox.set_defaults(handler=cmd_sandbox)
     commands.add_parser("worker", help="run a job worker").set_defaults(handler=cmd_worker)
     commands.add_parser("migrate", help="bring the database to head").set_defaults(
         handler=cmd_migrate)
@@ -54,6 +62,13 @@ def _parser() -> argparse.ArgumentParser:
     rotate.add_argument("--new-key", action="store_true",
                         help="only print a new key to put first in ENCRYPTION_KEYS")
     rotate.set_defaults(handler=cmd_rotate_keys)
+    widget = commands.add_parser("widget", help="the Kommo widget archive").add_subparsers(
+        dest="widget_command", required=True, metavar="ACTION")
+    build = widget.add_parser("build", help="check the widget, then write the zip to upload to Kommo")
+    build.add_argument("--out", type=Path, default=Path("widget.zip"), help="default: ./widget.zip")
+    build.add_argument("--source", type=Path,
+                       help="folder holding manifest.json and widget/ (default: the installed copy)")
+    build.set_defaults(handler=cmd_widget_build)
     return parser
 
 
@@ -95,6 +110,12 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     uvicorn.run(app, host=args.host, port=args.port, log_config=None, proxy_headers=True,
                 server_header=False)
     return 0
+
+
+def cmd_sandbox(settings: Settings, args: argparse.Namespace) -> int:
+    from backend.sandbox import server
+
+    return server.run(os.environ, args.host, args.port)
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
@@ -167,6 +188,19 @@ def cmd_rotate_keys(settings: Settings, args: argparse.Namespace) -> int:
         return 0
 
     return _with_engine(settings, body)
+
+
+def cmd_widget_build(settings: Settings, args: argparse.Namespace) -> int:
+    out = args.out / "widget.zip" if args.out.is_dir() else args.out
+    built = widget_archive.build(out, settings.public_url, args.source)
+    print(f"{built.path.resolve()}  {built.size:,} bytes, {len(built.files)} files, "
+          f"BACKEND_URL {settings.public_url.rstrip('/')}")
+    url = urlsplit(settings.public_url)
+    if url.scheme != "https" and url.hostname not in ("127.0.0.1", "localhost"):
+        # Kommo's pages are https: browsers block the widget's calls to a plain-http backend.
+        print(f"mailsync: warning: PUBLIC_URL {settings.public_url} is not https; the widget will not "
+              "reach it from Kommo", file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":

@@ -70,6 +70,7 @@ class Settings:
     worker_concurrency: int = 8
     job_lease_seconds: int = 120
     engagement_poll_seconds: int = 900
+    sandbox_requirejs: str | None = None  # `mailsync sandbox`: load the widget with this require.js
 
     @property
     def production(self) -> bool:
@@ -158,6 +159,7 @@ def load_settings(
         job_lease_seconds=_positive_int("JOB_LEASE_SECONDS", get("JOB_LEASE_SECONDS"), 120),
         engagement_poll_seconds=_positive_int(
             "ENGAGEMENT_POLL_SECONDS", get("ENGAGEMENT_POLL_SECONDS"), 900),
+        sandbox_requirejs=get("SANDBOX_REQUIREJS"),
     )
 
 

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -131,5 +132,33 @@ def test_installed_wheel_migrates_and_runs_a_worker_on_postgresql(
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=30) == 0
             assert re.search(r"worker \S+ stopped", proc.stderr.read())
+        finally:
+            proc.kill()
+
+
+def test_installed_wheel_builds_the_widget_archive(installed: Path, operator_env, tmp_path: Path):
+    built = _mailsync(installed, "widget", "build", "--out", "w.zip", env=operator_env, cwd=tmp_path)
+    assert built.returncode == 0, built.stderr[-3000:]
+    with zipfile.ZipFile(tmp_path / "w.zip") as archive:
+        names = set(archive.namelist())
+    assert {"manifest.json", "script.js", "i18n/en.json", "images/logo_main.png"} <= names
+
+
+def test_installed_wheel_serves_the_sandbox_page(installed: Path, operator_env, tmp_path: Path):
+    port = _free_port()
+    env = {**operator_env, "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/sandbox.db"}
+    with subprocess.Popen([str(installed / "mailsync"), "sandbox", "--port", str(port)], env=env,
+                          cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True) as proc:
+        try:
+            deadline = time.monotonic() + 60
+            while (ready := _wait_ready(proc, port)).status_code != 200 and time.monotonic() < deadline:
+                time.sleep(0.1)  # 503 while the demo account is being installed
+            assert ready.status_code == 200, ready.text
+            base = f"http://127.0.0.1:{port}/sandbox"
+            for path in ("/", "/widget/script.js", "/widget/classes/config.js", "/vendor/jquery.js",
+                         "/static/board.js", "/widget/i18n/es.json"):
+                assert httpx2.get(base + path, timeout=5).status_code == 200, path
+            assert f"http://127.0.0.1:{port}" in httpx2.get(base + "/widget/classes/config.js").text
         finally:
             proc.kill()

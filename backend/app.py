@@ -18,20 +18,16 @@ from starlette.responses import JSONResponse
 
 from backend.errors import MailsyncError
 from backend.middleware import BodyLimitMiddleware, RequestContextMiddleware
-from backend.pages import TEMPLATES  # noqa: F401  (re-exported for route modules)
-from backend.routes import admin, health, oauth, provider, sync_api, webhooks, widget_api
-from backend.services import Services, open_services
+from backend.resources import open_resources
+from backend.routes import admin, health, oauth, webhooks, widget
 from backend.settings import Settings, load_settings
+from backend.sync.handlers import HANDLERS
 from backend.worker import Worker
 
 log = logging.getLogger("mailsync.app")
 
 # Kommo serves the widget from the account's own subdomain on these three domains (ARCHITECTURE §3).
 CORS_ORIGIN_REGEX = r"https://[a-z0-9][a-z0-9-]*(\.[a-z0-9][a-z0-9-]*)*\.(kommo\.com|amocrm\.com|amocrm\.ru)"
-
-
-def services(request: Request) -> Services:
-    return request.app.state.services
 
 
 def create_app(
@@ -43,8 +39,7 @@ def create_app(
 ) -> Starlette:
     settings = settings or load_settings()
     app = Starlette(
-        routes=[*health.routes, *oauth.routes, *widget_api.routes, *provider.routes, *sync_api.routes,
-                *webhooks.routes, *admin.routes],
+        routes=[*health.routes, *oauth.routes, *widget.routes, *webhooks.routes, *admin.routes],
         middleware=[
             Middleware(RequestContextMiddleware),
             Middleware(CORSMiddleware, allow_origin_regex=CORS_ORIGIN_REGEX,
@@ -64,14 +59,14 @@ def _lifespan(settings: Settings, engine: AsyncEngine | None,
               http_client: httpx2.AsyncClient | None, run_worker: bool):
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with open_services(settings, engine=engine, http_client=http_client) as shared:
-            app.state.services = shared
+        async with open_resources(settings, engine=engine, http_client=http_client) as shared:
+            app.state.resources = shared
             if settings.sandbox_mode:
                 log.info("no KOMMO_CLIENT_ID/KOMMO_CLIENT_SECRET: running in sandbox mode")
             if not run_worker:
                 yield
                 return
-            worker = Worker(shared, concurrency=settings.worker_concurrency)
+            worker = Worker(shared, concurrency=settings.worker_concurrency, handlers=HANDLERS)
             shared.inbox.on_commit = worker.wake  # new work starts at once, not at the next poll
             stop = asyncio.Event()
             task = asyncio.create_task(worker.run(stop), name="embedded-worker")
@@ -84,15 +79,13 @@ def _lifespan(settings: Settings, engine: AsyncEngine | None,
     return lifespan
 
 
-async def _mailsync_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, MailsyncError)
+async def _mailsync_error(request: Request, exc: MailsyncError) -> JSONResponse:
     if exc.status_code >= 500:
         log.error("%s: %s", exc.code, exc.message)
     return JSONResponse(exc.to_body(), status_code=exc.status_code)
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, HTTPException)
+async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     return JSONResponse({"error": {"code": code, "message": exc.detail}},
                         status_code=exc.status_code, headers=exc.headers)

@@ -119,7 +119,8 @@ def cmd_sandbox(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
-    from backend.services import open_services
+    from backend.resources import open_resources
+    from backend.sync.handlers import HANDLERS
     from backend.worker import Worker
 
     async def run() -> int:
@@ -127,8 +128,9 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        async with open_services(settings) as services:
-            await Worker(services, concurrency=settings.worker_concurrency).run(stop)
+        async with open_resources(settings) as resources:
+            await Worker(resources, concurrency=settings.worker_concurrency,
+                         handlers=HANDLERS).run(stop)
         return 0
 
     return asyncio.run(run())

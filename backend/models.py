@@ -125,6 +125,8 @@ class ContactState(SQLModel, table=True):
     email: str | None = Field(default=None, max_length=320)
     esp_subscriber_id: str | None = Field(default=None, max_length=64)
     esp_status: str | None = Field(default=None, max_length=32)
+    # The ESP moved this address to another one: never re-create it until Kommo's email changes.
+    address_changed: bool = Field(default=False)
     segments: list = Field(default_factory=list, sa_type=sa.JSON, nullable=False)
     lead_id: int | None = None
     lead_updated_at: int | None = None  # the deciding lead's updated_at (most recent decides)

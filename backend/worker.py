@@ -1,7 +1,8 @@
 """The job worker: claim → run → retry with backoff → dead-letter.
 
-Each process runs one `Worker` with `WORKER_CONCURRENCY` slots; the queue (sync/jobs.py) makes
-sure no two jobs of one account run at once anywhere. Handlers are registered by job kind.
+Each process runs one `Worker` with `WORKER_CONCURRENCY` slots; the queue (jobs.py) makes sure
+no two jobs of one account run at once anywhere. Whoever builds the worker hands it the table of
+handlers by job kind (`sync.handlers.HANDLERS`).
 On stop (SIGTERM) running jobs get a grace period to finish; what is still running then is
 released back to the queue without counting the attempt.
 """
@@ -16,55 +17,47 @@ import secrets
 import socket
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend import alerts, logs, metrics, providers, repository
+from backend import alerts, jobs, logs, metrics, repository
 from backend.errors import MailsyncError, UpstreamError, UpstreamForbidden, UpstreamUnauthorized
+from backend.jobs import ClaimedJob
+from backend.kommo.tokens import keep_alive_refresh
 from backend.models import JobState, utcnow
-from backend.sync import jobs
-from backend.sync.jobs import ClaimedJob
+from backend.providers import registry
 
 if TYPE_CHECKING:
-    from backend.services import Services
+    from backend.resources import Resources
 
 log = logging.getLogger("mailsync.worker")
 
 KEEP_ALIVE_INTERVAL = 86_400.0  # seconds between keep-alive refresh passes
-Handler = Callable[["Services", ClaimedJob], Awaitable[None]]
-HANDLERS: dict[str, Handler] = {}
-
-
-def handles(kind: str) -> Callable[[Handler], Handler]:
-    def register(handler: Handler) -> Handler:
-        HANDLERS[kind] = handler
-        return handler
-
-    return register
+Handler = Callable[["Resources", ClaimedJob], Awaitable[None]]
 
 
 class Worker:
     def __init__(
         self,
-        services: Services,
+        resources: Resources,
         *,
         concurrency: int,
-        handlers: dict[str, Handler] | None = None,
+        handlers: Mapping[str, Handler],
         poll_interval: float = 0.05,
         grace_seconds: float = 20.0,
     ) -> None:
-        self.services = services
+        self.resources = resources
         self.concurrency = concurrency
-        self.handlers = HANDLERS if handlers is None else handlers
+        self.handlers = handlers
         self.poll_interval = poll_interval
         self.grace_seconds = grace_seconds
-        self.lease = timedelta(seconds=services.settings.job_lease_seconds)
+        self.lease = timedelta(seconds=resources.settings.job_lease_seconds)
         # Expired leases are looked for twice per lease: a dead worker's job waits at most
         # about one and a half leases before another worker takes it.
-        self.maintenance_interval = min(15.0, services.settings.job_lease_seconds / 2)
+        self.maintenance_interval = min(15.0, resources.settings.job_lease_seconds / 2)
         self.worker_id = f"{socket.gethostname()[:32]}-{os.getpid()}-{secrets.token_hex(3)}"
         self._wake = asyncio.Event()
         self._running: dict[int, asyncio.Task[None]] = {}
@@ -75,7 +68,6 @@ class Worker:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        _load_default_handlers()
         log.info("worker %s started (concurrency %d; kinds: %s)", self.worker_id,
                  self.concurrency, ", ".join(sorted(self.handlers)) or "none")
         while not stop.is_set():
@@ -91,7 +83,7 @@ class Worker:
         if free <= 0:
             return 0
         try:
-            async with self.services.sessions() as session, session.begin():
+            async with self.resources.sessions() as session, session.begin():
                 claimed = await jobs.claim(session, worker_id=self.worker_id, limit=free,
                                            lease=self.lease)
         except Exception:
@@ -123,7 +115,7 @@ class Worker:
             return
         self._last_maintenance = now
         try:
-            async with self.services.sessions() as session, session.begin():
+            async with self.resources.sessions() as session, session.begin():
                 released = await jobs.release_expired_leases(session)
             if released:
                 log.warning("put back %d jobs whose worker stopped mid-job", released)
@@ -137,7 +129,7 @@ class Worker:
     async def _purge(self) -> None:
         """Daily retention, so the queue and inbox tables do not grow without bound."""
         try:
-            async with self.services.sessions() as session, session.begin():
+            async with self.resources.sessions() as session, session.begin():
                 removed = await jobs.purge(session, jobs_before=utcnow() - jobs.KEEP_DONE_JOBS,
                                            inbox_before=utcnow() - jobs.KEEP_INBOX)
         except Exception:
@@ -149,10 +141,8 @@ class Worker:
     async def _keep_tokens_alive(self) -> None:
         """Refresh tokens of accounts idle for 30 days: Kommo's refresh tokens die unused after
         three months, and a dead one would need the admin to reinstall."""
-        from backend.kommo.tokens import keep_alive_refresh
-
         try:
-            refreshed = await keep_alive_refresh(self.services)
+            refreshed = await keep_alive_refresh(self.resources)
         except Exception:
             log.exception("keep-alive token refresh failed")
             return
@@ -198,7 +188,7 @@ class Worker:
         if handler is None:
             return f"no handler for job kind {job.kind!r}", None, True, None
         try:
-            await handler(self.services, job)
+            await handler(self.resources, job)
         except UpstreamError as exc:
             return f"{exc.code}: {exc.message}", exc.retry_after, exc.retryable, exc
         except MailsyncError as exc:
@@ -213,7 +203,7 @@ class Worker:
     async def _settle(self, operation: Callable[..., Awaitable], *args, **kwargs):
         # Shielded: a shutdown must not leave a finished job marked running.
         async def write():
-            async with self.services.sessions() as session, session.begin():
+            async with self.resources.sessions() as session, session.begin():
                 return await operation(session, *args, **kwargs)
 
         return await asyncio.shield(write())
@@ -223,7 +213,7 @@ class Worker:
         while True:
             await asyncio.sleep(interval)
             with contextlib.suppress(Exception):
-                async with self.services.sessions() as session, session.begin():
+                async with self.resources.sessions() as session, session.begin():
                     await jobs.renew_lease(session, job.id, self.worker_id, self.lease)
 
     async def _drain(self) -> None:
@@ -248,14 +238,15 @@ async def _fail(session: AsyncSession, job: ClaimedJob, error: str, retry_after:
 
 def _esp_refused_key(exc: Exception | None) -> bool:
     return (isinstance(exc, UpstreamUnauthorized | UpstreamForbidden)
-            and exc.service in providers.registered())
+            and exc.service in {provider.service for provider in registry.all()})
 
 
 async def _key_rejected(session: AsyncSession, account_id: int, exc: UpstreamError) -> None:
     """The email platform refused the stored key: flag the connection (the widget shows a banner)
     and tell the admin, once per key."""
-    if await repository.mark_key_rejected(session, account_id):
-        provider = providers.get(exc.service)
+    connection = await repository.get_esp_connection(session, account_id)
+    if connection is not None and await repository.mark_key_rejected(session, account_id):
+        provider = registry.get(connection.kind)
         await alerts.esp_key_rejected(session, account_id, platform=provider.display_name,
                                       status=exc.status, key_help=provider.key_help)
 
@@ -266,9 +257,3 @@ def _plain(exc: Exception | None) -> str:
     if isinstance(exc, MailsyncError):
         return exc.message
     return "mailsync hit an internal error (the operator's log has the details)"
-
-
-def _load_default_handlers() -> None:
-    """Import the modules whose handlers register themselves (kept out of import time so the
-    web process does not pay for the sync engine unless it runs a worker)."""
-    import backend.sync.handlers  # noqa: F401

@@ -18,6 +18,7 @@ from collections import Counter
 from pathlib import Path
 
 from backend import db, migrations
+from backend.providers.base import EspEvent, EventKind
 from backend.sync import reconcile, reverse
 from tests.sync.world import ACCOUNT, HOSTS, LOST, PROPOSAL, QUALIFIED, WON, open_world
 
@@ -55,28 +56,27 @@ async def counted(world, action) -> Counter:
 
 
 async def _scenarios(world, kind: str, results: dict[str, Counter]) -> None:
-    services = world.services
+    resources = world.resources
     first = world.lead(QUALIFIED, [world.contact(emails=["first@shop.io"])])
     results["first sync (cold process)"] = await counted(
-        world, reconcile.reconcile_lead(services, ACCOUNT, first))
+        world, reconcile.reconcile_lead(resources, ACCOUNT, first))
     lead = world.lead(QUALIFIED, [world.contact(emails=["jane@shop.io"])])
     results["first sync of a new contact"] = await counted(
-        world, reconcile.reconcile_lead(services, ACCOUNT, lead))
+        world, reconcile.reconcile_lead(resources, ACCOUNT, lead))
     world.move(lead, PROPOSAL)
     results["stage change, synced contact"] = await counted(
-        world, reconcile.reconcile_lead(services, ACCOUNT, lead))
+        world, reconcile.reconcile_lead(resources, ACCOUNT, lead))
     company = world.kommo.store.add_contact(ACCOUNT, "Acme Corp", kind="company").id
     with_company = world.lead(QUALIFIED, [world.contact(emails=["ann@acme.io"], company_id=company)])
     results["first sync, contact with a company"] = await counted(
-        world, reconcile.reconcile_lead(services, ACCOUNT, with_company))
+        world, reconcile.reconcile_lead(resources, ACCOUNT, with_company))
     world.move(with_company, PROPOSAL)
     results["stage change, synced contact with a company"] = await counted(
-        world, reconcile.reconcile_lead(services, ACCOUNT, with_company))
-    event = {"source": kind, "kind": "unsubscribed", "email": "jane@shop.io", "new_email": None,
-             "subscriber_id": None, "occurred_at": None, "reason": None,
-             "raw_type": "unsubscribe", "dedupe_key": "bench-1"}
+        world, reconcile.reconcile_lead(resources, ACCOUNT, with_company))
+    event = EspEvent(source=kind, kind=EventKind.UNSUBSCRIBED, email="jane@shop.io",
+                     dedupe_key="bench-1", raw_type="unsubscribe")
     results["reverse unsubscribe (1 lead)"] = await counted(
-        world, reverse.apply_esp_event(services, ACCOUNT, event))
+        world, reverse.apply_esp_event(resources, ACCOUNT, event))
 
 
 def main() -> None:

@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
 from backend import db, migrations
-from backend.app import Services, create_app
+from backend.app import create_app
+from backend.resources import Resources
 from backend.settings import Settings, load_settings
 
 PG_URL = os.environ.get("TEST_DATABASE_URL")
@@ -82,8 +83,8 @@ async def app(settings: Settings, engine: AsyncEngine) -> AsyncIterator[Starlett
 
 
 @pytest.fixture
-def services(app: Starlette) -> Services:
-    return app.state.services
+def resources(app: Starlette) -> Resources:
+    return app.state.resources
 
 
 @pytest.fixture

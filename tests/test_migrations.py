@@ -17,7 +17,7 @@ async def test_upgrade_creates_every_table_and_is_idempotent(database_url):
         await migrations.upgrade(engine)
         await migrations.upgrade(engine)  # running twice is harmless
         current, head = await migrations.current_and_head(engine)
-        assert current == head == "0002"
+        assert current == head == "0003"
         async with engine.connect() as conn:
             names = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
         assert names >= TABLES

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from backend.services import Services
+    from backend.resources import Resources
 
 # Kommo allows 7 requests/s and blocks the IP of repeat offenders. With a bucket of 1 refilled at
 # 5/s, any 8 consecutive grants span at least 1.4 s; the spare 0.4 s absorbs the varying delay
@@ -19,5 +19,5 @@ def budget_key(account_id: int | None, host: str | None = None) -> str:
     return f"kommo:{account_id}" if account_id is not None else f"kommo:host:{host}"
 
 
-async def wait_for_budget(services: Services, key: str) -> float:
-    return await services.limiter.acquire(key, rate=RATE, burst=BURST, service="kommo")
+async def wait_for_budget(resources: Resources, key: str) -> float:
+    return await resources.limiter.acquire(key, rate=RATE, burst=BURST, service="kommo")

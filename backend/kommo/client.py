@@ -21,7 +21,7 @@ from backend.kommo.tokens import AccountTokens, FixedToken
 from backend.settings import Secret
 
 if TYPE_CHECKING:
-    from backend.services import Services
+    from backend.resources import Resources
 
 SERVICE = "kommo"
 PAGE_LIMIT = 250  # Kommo's maximum per page
@@ -35,20 +35,20 @@ class TokenSource(Protocol):
 
 
 class KommoClient:
-    def __init__(self, services: Services, account_id: int | None = None, *, host: str | None = None,
+    def __init__(self, resources: Resources, account_id: int | None = None, *, host: str | None = None,
                  tokens: TokenSource | None = None) -> None:
         if account_id is None and (host is None or tokens is None):
             raise ValueError("a KommoClient needs an account id, or a host and a token")
-        self._services = services
+        self._resources = resources
         self._account_id = account_id
         self._host = host
-        self._tokens = tokens or AccountTokens(services, account_id)  # type: ignore[arg-type]
+        self._tokens = tokens or AccountTokens(resources, account_id)  # type: ignore[arg-type]
         self._budget = budget_key(account_id, host)
 
     @classmethod
-    def with_token(cls, services: Services, host: str, access_token: Secret) -> KommoClient:
+    def with_token(cls, resources: Resources, host: str, access_token: Secret) -> KommoClient:
         """For the install, before the account id is known."""
-        return cls(services, host=host, tokens=FixedToken(access_token))
+        return cls(resources, host=host, tokens=FixedToken(access_token))
 
     # --- account and pipelines --------------------------------------------------------------
 
@@ -223,21 +223,21 @@ class KommoClient:
                                 code="unexpected_answer", service=SERVICE) from None
 
     async def _send(self, method: str, path: str, token: Secret, **kwargs: Any) -> httpx2.Response:
-        await wait_for_budget(self._services, self._budget)
+        await wait_for_budget(self._resources, self._budget)
         headers = {"Authorization": f"Bearer {token.reveal()}",
-                   "X-Client-UUID": self._services.settings.client_id}
-        return await http.send(self._services.http, method, f"{await self._base_url()}{path}",
+                   "X-Client-UUID": self._resources.settings.client_id}
+        return await http.send(self._resources.http, method, f"{await self._base_url()}{path}",
                                service=SERVICE, headers=headers, **kwargs)
 
     async def _base_url(self) -> str:
         if self._host is None:
-            async with self._services.sessions() as session:
+            async with self._resources.sessions() as session:
                 account = await repository.get_account(session, self._account_id)  # type: ignore[arg-type]
             if account is None:
                 raise UpstreamUnauthorized("this account is not installed", code="not_installed",
                                            service=SERVICE)
             self._host = account.host
-        return api_base_url(self._services.settings, self._host)
+        return api_base_url(self._resources.settings, self._host)
 
 
 def _read(parse: Any, body: Any) -> Any:

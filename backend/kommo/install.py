@@ -18,7 +18,7 @@ from backend.kommo.webhooks import WEBHOOK_SETTINGS
 from backend.models import AccountStatus
 
 if TYPE_CHECKING:
-    from backend.services import Services
+    from backend.resources import Resources
     from backend.settings import Settings
 
 log = logging.getLogger("mailsync.kommo.install")
@@ -38,28 +38,28 @@ def webhook_destination(settings: Settings, hook_key: str) -> str:
     return f"{settings.public_url}/webhooks/kommo/{hook_key}"
 
 
-async def install(services: Services, host: str, code: str) -> Installed:
+async def install(resources: Resources, host: str, code: str) -> Installed:
     """Exchange the code, learn the account, store it with its tokens, subscribe our webhook.
     A reinstall keeps the hook key, mapping, options and ESP connection."""
-    tokens = await oauth.exchange_code(services, host, code)
-    info = await KommoClient.with_token(services, host, tokens.access_token).account()
-    async with services.sessions() as session, session.begin():
+    tokens = await oauth.exchange_code(resources, host, code)
+    info = await KommoClient.with_token(resources, host, tokens.access_token).account()
+    async with resources.sessions() as session, session.begin():
         reinstall = await repository.get_account(session, info.id) is not None
         account = await repository.upsert_account(session, info.id, host=host,
                                                   subdomain=info.subdomain, name=info.name)
-        await repository.save_kommo_tokens(session, services.vault, info.id, tokens)
+        await repository.save_kommo_tokens(session, resources.vault, info.id, tokens)
         hook_key = account.hook_key
-    registered = await ensure_webhook(services, info.id, host, hook_key)
+    registered = await ensure_webhook(resources, info.id, host, hook_key)
     log.info("Kommo account installed", extra={"kommo_account": info.id, "reinstall": reinstall})
     return Installed(account_id=info.id, host=host, subdomain=info.subdomain, name=info.name,
                      reinstall=reinstall, webhook_registered=registered)
 
 
-async def ensure_webhook(services: Services, account_id: int, host: str, hook_key: str) -> bool:
+async def ensure_webhook(resources: Resources, account_id: int, host: str, hook_key: str) -> bool:
     """Subscribe our webhook unless an enabled one with every setting we need is already there
     (Kommo has no idempotency key, and a second subscription would double every delivery)."""
-    destination = webhook_destination(services.settings, hook_key)
-    client = KommoClient(services, account_id, host=host)
+    destination = webhook_destination(resources.settings, hook_key)
+    client = KommoClient(resources, account_id, host=host)
     try:
         existing = await client.webhooks(destination)
         if not any(set(WEBHOOK_SETTINGS) <= set(hook.settings) and not hook.disabled
@@ -71,15 +71,15 @@ async def ensure_webhook(services: Services, account_id: int, host: str, hook_ke
         # until this works: API webhooks need Kommo's Advanced plan or better.
         log.warning("could not subscribe the Kommo webhook: %s (%s)", exc.code, exc.message)
         registered = False
-    async with services.sessions() as session, session.begin():
+    async with resources.sessions() as session, session.begin():
         await repository.set_kommo_webhook_registered(session, account_id, registered)
     return registered
 
 
-async def disconnect(services: Services, account_id: int) -> bool:
+async def disconnect(resources: Resources, account_id: int) -> bool:
     """Kommo revoked our access: erase the account's tokens and ESP key, stop its jobs. The
     mapping stays for a reinstall. False when the account was never installed."""
-    async with services.sessions() as session, session.begin():
+    async with resources.sessions() as session, session.begin():
         if await repository.get_account(session, account_id) is None:
             return False
         await repository.set_account_status(session, account_id, AccountStatus.DISCONNECTED)

@@ -17,7 +17,7 @@ from backend.security import constant_time_equals, hmac_sha256_hex
 from backend.settings import Secret, Settings
 
 if TYPE_CHECKING:
-    from backend.services import Services
+    from backend.resources import Resources
 
 SERVICE = "kommo"
 STATE_PURPOSE = "kommo-install"
@@ -53,13 +53,13 @@ def api_base_url(settings: Settings, host: str) -> str:
     return settings.kommo_api_base_url or f"https://{host}"
 
 
-def sign_state(services: Services, value: object) -> str:
+def sign_state(resources: Resources, value: object) -> str:
     """A `state` for the install button; the callback verifies it when present."""
-    return services.signer.sign(STATE_PURPOSE, value)
+    return resources.signer.sign(STATE_PURPOSE, value)
 
 
-def verify_state(services: Services, state: str) -> object:
-    return services.signer.unsign(STATE_PURPOSE, state, max_age=STATE_MAX_AGE)
+def verify_state(resources: Resources, state: str) -> object:
+    return resources.signer.unsign(STATE_PURPOSE, state, max_age=STATE_MAX_AGE)
 
 
 def disconnect_signature_ok(settings: Settings, *, client_uuid: str, account_id: str,
@@ -82,32 +82,32 @@ def is_grant_refusal(exc: UpstreamError) -> bool:
     return isinstance(exc, UpstreamUnauthorized) and exc.code == "token_refused"
 
 
-async def exchange_code(services: Services, host: str, code: str) -> KommoTokens:
-    async with _oauth_client(services) as client:
+async def exchange_code(resources: Resources, host: str, code: str) -> KommoTokens:
+    async with _oauth_client(resources) as client:
         return await _request_tokens(client.fetch_token(
-            _token_url(services.settings, host), grant_type="authorization_code", code=code))
+            _token_url(resources.settings, host), grant_type="authorization_code", code=code))
 
 
-async def refresh_tokens(services: Services, host: str, refresh_token: Secret) -> KommoTokens:
-    async with _oauth_client(services) as client:
+async def refresh_tokens(resources: Resources, host: str, refresh_token: Secret) -> KommoTokens:
+    async with _oauth_client(resources) as client:
         # Kommo wants redirect_uri on refreshes too (kommo-api.md §1.4).
         return await _request_tokens(client.refresh_token(
-            _token_url(services.settings, host), refresh_token=refresh_token.reveal(),
-            redirect_uri=services.settings.kommo_redirect_uri))
+            _token_url(resources.settings, host), refresh_token=refresh_token.reveal(),
+            redirect_uri=resources.settings.kommo_redirect_uri))
 
 
 def _token_url(settings: Settings, host: str) -> str:
     return f"{api_base_url(settings, host)}/oauth2/access_token"
 
 
-def _oauth_client(services: Services) -> AsyncOAuth2Client:
-    settings = services.settings
+def _oauth_client(resources: Resources) -> AsyncOAuth2Client:
+    settings = resources.settings
     client = AsyncOAuth2Client(
         client_id=settings.client_id, client_secret=settings.client_secret.reveal(),
         # Kommo reads the keys from the body, not from HTTP Basic.
         token_endpoint_auth_method="client_secret_post",  # noqa: S106 (a method name, not a secret)
         redirect_uri=settings.kommo_redirect_uri, headers={"User-Agent": http.USER_AGENT},
-        transport=_SharedClientTransport(services.http))
+        transport=_SharedClientTransport(resources.http))
     for hook in ("access_token_response", "refresh_token_response"):
         client.register_compliance_hook(hook, _raise_for_refusal)
     return client

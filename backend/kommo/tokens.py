@@ -29,7 +29,7 @@ from backend.repository import KommoTokens
 from backend.settings import Secret
 
 if TYPE_CHECKING:
-    from backend.services import Services
+    from backend.resources import Resources
 
 log = logging.getLogger("mailsync.kommo.tokens")
 
@@ -41,35 +41,35 @@ _PROCESS_LOCKS: weakref.WeakKeyDictionary[object, dict[int, asyncio.Lock]] = (
     weakref.WeakKeyDictionary())
 
 
-async def access_token(services: Services, account_id: int) -> Secret:
+async def access_token(resources: Resources, account_id: int) -> Secret:
     """A valid access token, refreshed first when it expires within 5 minutes."""
-    async with services.reads() as session:
+    async with resources.reads() as session:
         account = await repository.get_account(session, account_id)
-        tokens = await repository.get_kommo_tokens(session, services.vault, account_id)
+        tokens = await repository.get_kommo_tokens(session, resources.vault, account_id)
     _, tokens = _usable(account, tokens)
     if not _expiring(tokens):
         return tokens.access_token
-    return (await refresh(services, account_id)).access_token
+    return (await refresh(resources, account_id)).access_token
 
 
-async def refresh(services: Services, account_id: int, *, rejected: Secret | None = None) -> KommoTokens:
+async def refresh(resources: Resources, account_id: int, *, rejected: Secret | None = None) -> KommoTokens:
     """Refresh the pair unless it is still good and is not `rejected` (the access token a 401
     refused): N concurrent callers cause one refresh call and all get its result."""
-    async with _process_lock(services, account_id), _row_lock(services) as locked:
-        account, current = _usable(*await _load(services, locked, account_id))
+    async with _process_lock(resources, account_id), _row_lock(resources) as locked:
+        account, current = _usable(*await _load(resources, locked, account_id))
         if not _expiring(current) and (rejected is None or current.access_token != rejected):
             return current
-        new = await _refresh_remote(services, account, current)
-        await _store(services, locked, account_id, new)
+        new = await _refresh_remote(resources, account, current)
+        await _store(resources, locked, account_id, new)
     # Only now, committed, is the new pair used: a lost commit leaves the old refresh token,
     # which Kommo keeps honouring until the new one is first used.
     return new
 
 
-async def mark_needs_reauth(services: Services, account_id: int) -> None:
+async def mark_needs_reauth(resources: Resources, account_id: int) -> None:
     """Kommo refuses us for this account: the admin must reinstall. Queued jobs are kept; the
     admin is told once, when the account changes state."""
-    async with services.sessions() as session, session.begin():
+    async with resources.sessions() as session, session.begin():
         account = await repository.get_account(session, account_id)
         if account is None or account.status == AccountStatus.NEEDS_REAUTH:
             return
@@ -78,17 +78,17 @@ async def mark_needs_reauth(services: Services, account_id: int) -> None:
     log.warning("Kommo refused the account's authorization; it needs to be reinstalled")
 
 
-async def keep_alive_refresh(services: Services, *, now: datetime | None = None) -> int:
+async def keep_alive_refresh(resources: Resources, *, now: datetime | None = None) -> int:
     """Refresh the tokens of active accounts idle for 30 days; returns how many were refreshed."""
-    async with services.sessions() as session:
+    async with resources.sessions() as session:
         idle = await repository.list_idle_kommo_accounts(session, (now or utcnow()) - KEEP_ALIVE_IDLE)
     refreshed = 0
     for account_id in idle:
-        async with services.sessions() as session:
-            tokens = await repository.get_kommo_tokens(session, services.vault, account_id)
+        async with resources.sessions() as session:
+            tokens = await repository.get_kommo_tokens(session, resources.vault, account_id)
         try:
             if tokens is not None:
-                await refresh(services, account_id, rejected=tokens.access_token)
+                await refresh(resources, account_id, rejected=tokens.access_token)
                 refreshed += 1
         except UpstreamError as exc:
             log.warning("keep-alive refresh of account %s failed: %s", account_id, exc.code)
@@ -98,17 +98,17 @@ async def keep_alive_refresh(services: Services, *, now: datetime | None = None)
 class AccountTokens:
     """The token source `KommoClient` uses for an installed account."""
 
-    def __init__(self, services: Services, account_id: int) -> None:
-        self._services, self._account_id = services, account_id
+    def __init__(self, resources: Resources, account_id: int) -> None:
+        self._resources, self._account_id = resources, account_id
 
     async def access_token(self) -> Secret:
-        return await access_token(self._services, self._account_id)
+        return await access_token(self._resources, self._account_id)
 
     async def after_unauthorized(self, rejected: Secret) -> Secret:
-        return (await refresh(self._services, self._account_id, rejected=rejected)).access_token
+        return (await refresh(self._resources, self._account_id, rejected=rejected)).access_token
 
     async def refused_again(self) -> None:
-        await mark_needs_reauth(self._services, self._account_id)
+        await mark_needs_reauth(self._resources, self._account_id)
 
 
 class FixedToken:
@@ -141,52 +141,52 @@ def _usable(account: Account | None, tokens: KommoTokens | None) -> tuple[Accoun
     return account, tokens
 
 
-async def _refresh_remote(services: Services, account: Account, current: KommoTokens) -> KommoTokens:
-    await wait_for_budget(services, budget_key(account.id))
+async def _refresh_remote(resources: Resources, account: Account, current: KommoTokens) -> KommoTokens:
+    await wait_for_budget(resources, budget_key(account.id))
     try:
-        return await oauth.refresh_tokens(services, account.host, current.refresh_token)
+        return await oauth.refresh_tokens(resources, account.host, current.refresh_token)
     except UpstreamError as exc:
         if not oauth.is_grant_refusal(exc):
             raise
-        await mark_needs_reauth(services, account.id)
+        await mark_needs_reauth(resources, account.id)
         raise UpstreamUnauthorized(f"Kommo refused the refresh: {exc.message}",
                                    code=AccountStatus.NEEDS_REAUTH, service="kommo",
                                    status=exc.status) from exc
 
 
-def _process_lock(services: Services, account_id: int) -> asyncio.Lock:
-    # Per engine, so two Services in one process (as tests build them) behave like two processes.
-    per_engine = _PROCESS_LOCKS.setdefault(services.engine, {})
+def _process_lock(resources: Resources, account_id: int) -> asyncio.Lock:
+    # Per engine, so two Resources in one process (as tests build them) behave like two processes.
+    per_engine = _PROCESS_LOCKS.setdefault(resources.engine, {})
     return per_engine.setdefault(account_id, asyncio.Lock())
 
 
 @contextlib.asynccontextmanager
-async def _row_lock(services: Services) -> AsyncIterator[AsyncSession | None]:
+async def _row_lock(resources: Resources) -> AsyncIterator[AsyncSession | None]:
     """PostgreSQL: a transaction whose FOR UPDATE holds the token row until it commits.
     SQLite: none (see the module docstring)."""
-    if db.is_sqlite(services.engine):
+    if db.is_sqlite(resources.engine):
         yield None
         return
-    async with services.sessions() as session, session.begin():
+    async with resources.sessions() as session, session.begin():
         yield session
 
 
 async def _load(
-    services: Services, locked: AsyncSession | None, account_id: int
+    resources: Resources, locked: AsyncSession | None, account_id: int
 ) -> tuple[Account | None, KommoTokens | None]:
     if locked is not None:
-        tokens = await repository.lock_kommo_tokens(locked, services.vault, account_id)
+        tokens = await repository.lock_kommo_tokens(locked, resources.vault, account_id)
         return await repository.get_account(locked, account_id), tokens
-    async with services.sessions() as session:
+    async with resources.sessions() as session:
         return (await repository.get_account(session, account_id),
-                await repository.get_kommo_tokens(session, services.vault, account_id))
+                await repository.get_kommo_tokens(session, resources.vault, account_id))
 
 
 async def _store(
-    services: Services, locked: AsyncSession | None, account_id: int, tokens: KommoTokens
+    resources: Resources, locked: AsyncSession | None, account_id: int, tokens: KommoTokens
 ) -> None:
     if locked is not None:
-        await repository.save_kommo_tokens(locked, services.vault, account_id, tokens)
+        await repository.save_kommo_tokens(locked, resources.vault, account_id, tokens)
         return
-    async with services.sessions() as session, session.begin():
-        await repository.save_kommo_tokens(session, services.vault, account_id, tokens)
+    async with resources.sessions() as session, session.begin():
+        await repository.save_kommo_tokens(session, resources.vault, account_id, tokens)

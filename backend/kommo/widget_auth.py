@@ -76,7 +76,7 @@ def authenticate(request: Request, *, write: bool) -> WidgetIdentity:
     token = request.headers.get("x-auth-token")
     if not token:
         raise Unauthorized("the X-Auth-Token header is missing")
-    settings = request.app.state.services.settings
+    settings = request.app.state.resources.settings
     identity = verify_widget_token(token, secret=settings.client_secret.reveal(),
                                    audience=settings.public_origin)
     logs.bind_account(identity.account_id)
@@ -96,7 +96,7 @@ def widget_endpoint(*, write: bool = False) -> Callable[[WidgetHandler], Callabl
         @functools.wraps(handler)
         async def endpoint(request: Request) -> Response:
             identity = authenticate(request, write=write)
-            async with request.app.state.services.reads() as session:
+            async with request.app.state.resources.reads() as session:
                 account = await repository.get_account(session, identity.account_id)
             if account is None:
                 raise NotFound("this Kommo account has not installed mailsync",

@@ -150,6 +150,26 @@ class EspEvent:
     def is_opt_out(self) -> bool:
         return self.kind in OPT_OUT_EVENTS
 
+    def to_payload(self) -> dict[str, Any]:
+        """JSON for the job queue; `from_payload` reads it back."""
+        return {"source": self.source, "kind": str(self.kind), "email": self.email,
+                "new_email": self.new_email, "subscriber_id": self.subscriber_id,
+                "occurred_at": self.occurred_at.isoformat() if self.occurred_at else None,
+                "reason": self.reason, "raw_type": self.raw_type, "dedupe_key": self.dedupe_key}
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> EspEvent:
+        try:
+            kind = EventKind(payload.get("kind"))
+        except ValueError:
+            kind = EventKind.UNKNOWN
+        occurred = payload.get("occurred_at")
+        return cls(source=str(payload.get("source") or ""), kind=kind, email=lower(payload.get("email")),
+                   dedupe_key=str(payload["dedupe_key"]), new_email=lower(payload.get("new_email")),
+                   subscriber_id=payload.get("subscriber_id"),
+                   occurred_at=datetime.fromisoformat(occurred) if occurred else None,
+                   reason=payload.get("reason"), raw_type=str(payload.get("raw_type") or ""))
+
 
 def dedupe_key(source: str, *, event_id: object = None, parts: Sequence[object] = (),
                body: bytes = b"") -> str:
@@ -178,12 +198,39 @@ def lower(email: object) -> str | None:
 class EmailProvider(Protocol):
     """One connected ESP account. Every method may raise the `UpstreamError` family:
     `UpstreamRateLimited(retry_after=)`, `PermanentRefusal` (per contact, never retried),
-    `UpstreamUnauthorized` (the key was revoked)."""
+    `UpstreamUnauthorized` (the key was revoked).
 
-    kind: ClassVar[str]
+    The class side is what the registry (`providers/__init__.py`) and the rest of the backend
+    know of a platform; nothing outside `providers/` names one."""
+
+    kind: ClassVar[str]  # unique registry key, stored with the connection
+    family: ClassVar[str]  # what the admin chooses and webhook URLs carry ("mailerlite")
+    service: ClassVar[str]  # the name in metrics and in `UpstreamError.service`
     display_name: ClassVar[str]  # the platform's name in notes and activity
     segment_noun: ClassVar[str]  # what the platform calls a segment: "group", "tag"
     key_help: ClassVar[str]  # where in the platform's UI an admin finds a new API key
+    uses_lists: ClassVar[bool]  # contacts live in an audience the admin chooses
+    answers_url_check: ClassVar[bool]  # the platform GETs our webhook URL before it accepts it
+
+    @staticmethod
+    def recognises_key(api_key: str) -> bool | None:
+        """True: this key has this API's shape; False: another API's of the family; None: unsure."""
+        ...
+
+    @classmethod
+    def from_key(cls, resources: Any, api_key: str, *, list_id: str | None = None) -> EmailProvider:
+        ...
+
+    @classmethod
+    def read_webhook(cls, connection: Any, resources: Any, *, body: bytes,
+                     headers: Mapping[str, str]) -> list[EspEvent]:
+        """Verify one delivery to `connection`'s hook and read its events (raises BadRequest,
+        Unauthorized or MalformedBody)."""
+        ...
+
+    def connection_fields(self) -> dict[str, Any]:
+        """Extra `EspConnection` columns this platform fills (Mailchimp: `dc`)."""
+        ...
 
     async def validate(self) -> str:
         """Check the key live; return the label to show (raises Unprocessable invalid_api_key)."""

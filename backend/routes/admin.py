@@ -13,12 +13,11 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from backend import repository
+from backend import jobs, repository
 from backend.errors import BadRequest, MailsyncError, NotFound
 from backend.models import utcnow
-from backend.pages import TEMPLATES
 from backend.security import constant_time_equals
-from backend.sync import jobs
+from backend.templating import TEMPLATES
 
 CSRF_PURPOSE = "admin-retry"
 CSRF_MAX_AGE = 3600
@@ -30,7 +29,7 @@ class AdminAuthRequired(MailsyncError):
 
 
 def _check_auth(request: Request) -> None:
-    password = request.app.state.services.settings.admin_password
+    password = request.app.state.resources.settings.admin_password
     if password is None:
         raise NotFound("Not Found")
     header = request.headers.get("authorization", "")
@@ -49,27 +48,27 @@ async def dashboard(request: Request) -> Response:
     except AdminAuthRequired:
         return Response("Authentication required", status_code=401,
                         headers={"WWW-Authenticate": 'Basic realm="mailsync admin"'})
-    services = request.app.state.services
-    async with services.sessions() as session:
+    resources = request.app.state.resources
+    async with resources.sessions() as session:
         accounts = await repository.list_all_accounts(session)
         depth = await jobs.depth_by_account(session)
         tokens = {a.id: await repository.get_kommo_token_row(session, a.id) for a in accounts}
         dead = await jobs.dead_jobs(session)
     return TEMPLATES.TemplateResponse(request, "admin.html", {
         "accounts": accounts, "depth": depth, "tokens": tokens, "dead": dead, "now": utcnow(),
-        "csrf": services.signer.sign(CSRF_PURPOSE, "retry")})
+        "csrf": resources.signer.sign(CSRF_PURPOSE, "retry")})
 
 
 async def retry(request: Request) -> Response:
     _check_auth(request)
     form = await request.form()
-    services = request.app.state.services
-    services.signer.unsign(CSRF_PURPOSE, str(form.get("csrf", "")), max_age=CSRF_MAX_AGE)
+    resources = request.app.state.resources
+    resources.signer.unsign(CSRF_PURPOSE, str(form.get("csrf", "")), max_age=CSRF_MAX_AGE)
     try:
         account_id = int(str(form.get("account_id", "")))
     except ValueError:
         raise BadRequest("account_id must be a number") from None
-    async with services.sessions() as session, session.begin():
+    async with resources.sessions() as session, session.begin():
         await jobs.retry_dead(session, account_id, int(request.path_params["job_id"]))
     return RedirectResponse("/admin", status_code=303)
 

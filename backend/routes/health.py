@@ -11,10 +11,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from backend import jobs, migrations
 from backend import metrics as app_metrics
-from backend import migrations
 from backend.models import JobState
-from backend.sync import jobs
 
 log = logging.getLogger("mailsync.health")
 
@@ -24,7 +23,7 @@ async def healthz(request: Request) -> JSONResponse:
 
 
 async def readyz(request: Request) -> JSONResponse:
-    engine = request.app.state.services.engine
+    engine = request.app.state.resources.engine
     try:
         async with engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
@@ -52,7 +51,7 @@ async def _refresh_queue_gauges(request: Request) -> None:
     """Queue gauges are read from the database at scrape time: they are the deployment's, not
     this process's."""
     try:
-        async with request.app.state.services.sessions() as session:
+        async with request.app.state.resources.sessions() as session:
             counts = await jobs.counts_by_state(session)
             age = await jobs.oldest_pending_age(session)
     except (SQLAlchemyError, OSError):

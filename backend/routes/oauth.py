@@ -14,44 +14,45 @@ from backend.errors import BadRequest, Forbidden, UpstreamError
 from backend.kommo import install, oauth
 from backend.kommo.types import as_int
 from backend.security import constant_time_equals
+from backend.templating import TEMPLATES
 
 log = logging.getLogger("mailsync.routes.oauth")
 
 
 async def callback(request: Request) -> Response:
-    services = request.app.state.services
+    resources = request.app.state.resources
     params = request.query_params
     if params.get("error"):
         return _page(request, "install_declined.html", {"error": params["error"]})
     # Everything is checked before the one request that leaves the server (the code exchange).
     host = oauth.validate_referer(params.get("referer"))
     client_id = params.get("client_id")
-    if client_id and not constant_time_equals(client_id, services.settings.client_id):
+    if client_id and not constant_time_equals(client_id, resources.settings.client_id):
         raise BadRequest("this authorization is for another integration", code="unknown_client")
     if params.get("state"):
-        oauth.verify_state(services, params["state"])
+        oauth.verify_state(resources, params["state"])
     code = params.get("code")
     if not code:
         raise BadRequest("the authorization code is missing", code="missing_code")
     try:
-        installed = await install.install(services, host, code)
+        installed = await install.install(resources, host, code)
     except UpstreamError as exc:
         return _failed(request, host, exc)
     return _page(request, "install_success.html", {"installed": installed})
 
 
 async def disconnect(request: Request) -> JSONResponse:
-    services = request.app.state.services
+    resources = request.app.state.resources
     params = request.query_params
     raw_account_id = params.get("account_id", "")
-    if not oauth.disconnect_signature_ok(services.settings, client_uuid=params.get("client_uuid", ""),
+    if not oauth.disconnect_signature_ok(resources.settings, client_uuid=params.get("client_uuid", ""),
                                          account_id=raw_account_id,
                                          signature=params.get("signature", "")):
         raise Forbidden("the disconnect signature is not valid", code="bad_signature")
     account_id = as_int(raw_account_id)
     if account_id is None:
         raise BadRequest("account_id must be a number", code="invalid_account_id")
-    disconnected = await install.disconnect(services, account_id)
+    disconnected = await install.disconnect(resources, account_id)
     return JSONResponse({"account_id": account_id, "disconnected": disconnected})
 
 
@@ -68,8 +69,6 @@ def _failed(request: Request, host: str, exc: UpstreamError) -> Response:
 
 
 def _page(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> Response:
-    from backend.app import TEMPLATES  # app imports this module; the page is rendered much later
-
     return TEMPLATES.TemplateResponse(request, name, context, status_code=status_code)
 
 

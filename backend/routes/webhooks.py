@@ -16,13 +16,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from backend import logs, metrics, providers, repository
+from backend import logs, metrics, repository
 from backend.errors import BadRequest, Gone, MailsyncError, NotFound
+from backend.inbox import Delivery
+from backend.jobs import JobSpec
 from backend.kommo.webhooks import KommoEvent, parse_webhook
 from backend.models import AccountStatus, EspConnection
-from backend.providers.base import EspEvent
-from backend.sync.inbox import Delivery
-from backend.sync.jobs import JobSpec
+from backend.providers import registry
+from backend.sync.work import ApplyEspEvent, ReconcileContact, ReconcileLead
 
 HOOK_CACHE_SECONDS = 5.0
 
@@ -53,7 +54,7 @@ class HookKeyCache:
         now = time.monotonic()
         if cached is not None and cached[0] > now:
             return cached[1]
-        async with request.app.state.services.reads() as session:
+        async with request.app.state.resources.reads() as session:
             target = await find(session, hook_key)
         if len(self._entries) > 10_000:
             self._entries.clear()
@@ -110,71 +111,64 @@ async def kommo_webhook(request: Request) -> JSONResponse:
     delivery = Delivery(source="kommo", account_id=target.account_id,
                         dedupe_key=kommo_dedupe_key(target.account_id, webhook.events),
                         body=body.decode("utf-8"), jobs=specs)
-    new = await request.app.state.services.inbox.submit(delivery)
+    new = await request.app.state.resources.inbox.submit(delivery)
     metrics.WEBHOOKS_RECEIVED.labels("kommo").inc()
     return JSONResponse({"accepted": len(specs) if new else 0})
 
 
-async def _esp_target(request: Request, kind: str) -> HookTarget:
+async def _esp_target(request: Request) -> tuple[HookTarget, type]:
+    """The connection this ESP hook key belongs to, and its provider class; the URL's platform
+    must be the connection's."""
     target = await _cache(request).esp(request, request.path_params["hook_key"])
-    if target is None or target.connection is None or target.connection.kind != kind:
-        raise reject(kind, NotFound("no connection has this webhook address", code="unknown_hook"))
+    provider = registry.get(target.connection.kind) if target and target.connection else None
+    if target is None or provider is None or provider.family != request.path_params["family"]:
+        # The metric's label is ours, never the caller's path: its values stay few.
+        raise reject("esp", NotFound("no connection has this webhook address", code="unknown_hook"))
     logs.bind_account(target.account_id)
     if target.status == AccountStatus.DISCONNECTED:
-        raise reject(kind, Gone("this account has disconnected mailsync", code="disconnected"))
-    return target
+        raise reject(provider.family, Gone("this account has disconnected mailsync", code="disconnected"))
+    return target, provider
 
 
 async def esp_webhook(request: Request) -> JSONResponse:
-    """MailerLite (signed JSON) and Mailchimp (form; the key in the URL is the secret)."""
-    kind = request.url.path.split("/")[2]
-    target = await _esp_target(request, kind)
-    services = request.app.state.services
+    """Each platform verifies and reads its own deliveries (`read_webhook`)."""
+    target, provider = await _esp_target(request)
+    resources = request.app.state.resources
     body = await request.body()
     try:
-        events = providers.parse_delivery(target.connection, services, body=body,
-                                          headers=request.headers)
+        events = provider.read_webhook(target.connection, resources, body=body, headers=request.headers)
     except MailsyncError as exc:
-        raise reject(kind, exc) from None
+        raise reject(provider.family, exc) from None
     accepted = 0
     for event in events:
         if not event.is_opt_out:
             continue  # only opt-outs and address changes act on Kommo
-        payload = esp_event_payload(event)
-        # Per account: two Kommo accounts may connect the same ESP account and both hear of it.
-        key = f"{target.account_id}:{event.dedupe_key}"
-        delivery = Delivery(source=kind, account_id=target.account_id, dedupe_key=key,
-                            body=json.dumps(payload), jobs=(JobSpec(
-                                target.account_id, "esp_event", f"esp_event:{key}", payload),))
-        accepted += await services.inbox.submit(delivery)
-    metrics.WEBHOOKS_RECEIVED.labels(kind).inc()
+        work = ApplyEspEvent(event)
+        delivery = Delivery(source=provider.family, account_id=target.account_id,
+                            dedupe_key=work.delivery_key(target.account_id),
+                            body=json.dumps(event.to_payload()), jobs=(work.to_spec(target.account_id),))
+        accepted += await resources.inbox.submit(delivery)
+    metrics.WEBHOOKS_RECEIVED.labels(provider.family).inc()
     return JSONResponse({"accepted": accepted})
 
 
-async def mailchimp_validation(request: Request) -> JSONResponse:
-    """Mailchimp GETs the URL before it accepts a webhook: answer 200 for a live key."""
-    await _esp_target(request, "mailchimp")
+async def esp_url_check(request: Request) -> JSONResponse:
+    """Some platforms GET the URL before they accept a webhook: 200 for a live key there."""
+    _, provider = await _esp_target(request)
+    if not provider.answers_url_check:
+        raise NotFound("this webhook address takes POST only", code="not_found")
     return JSONResponse({"ok": True})
-
-
-def esp_event_payload(event: EspEvent) -> dict:
-    return {"source": event.source, "kind": str(event.kind), "email": event.email,
-            "new_email": event.new_email, "subscriber_id": event.subscriber_id,
-            "occurred_at": event.occurred_at.isoformat() if event.occurred_at else None,
-            "reason": event.reason, "raw_type": event.raw_type, "dedupe_key": event.dedupe_key}
 
 
 def kommo_job(account_id: int, event: KommoEvent) -> JobSpec | None:
     """Level-triggered: the job names the lead or contact; the payload only carries hints."""
     if event.entity == "lead":
-        return JobSpec(account_id, "reconcile_lead", f"reconcile_lead:{account_id}:{event.id}", {
-            "lead_id": event.id, "action": event.action, "status_id": event.status_id,
-            "pipeline_id": event.pipeline_id, "last_modified": event.last_modified})
+        return ReconcileLead(lead_id=event.id, action=event.action, status_id=event.status_id,
+                             pipeline_id=event.pipeline_id,
+                             last_modified=event.last_modified).to_spec(account_id)
     if event.entity == "contact":
-        return JobSpec(account_id, "reconcile_contact",
-                       f"reconcile_contact:{account_id}:{event.id}",
-                       {"contact_id": event.id, "action": event.action,
-                        "last_modified": event.last_modified})
+        return ReconcileContact(contact_id=event.id, action=event.action,
+                                last_modified=event.last_modified).to_spec(account_id)
     return None  # companies are not synced
 
 
@@ -194,7 +188,6 @@ def _item_digest(event: KommoEvent) -> str:
 
 routes = [
     Route("/webhooks/kommo/{hook_key}", kommo_webhook, methods=["POST"]),
-    Route("/webhooks/mailerlite/{hook_key}", esp_webhook, methods=["POST"]),
-    Route("/webhooks/mailchimp/{hook_key}", esp_webhook, methods=["POST"]),
-    Route("/webhooks/mailchimp/{hook_key}", mailchimp_validation, methods=["GET"]),
+    Route("/webhooks/{family}/{hook_key}", esp_webhook, methods=["POST"]),
+    Route("/webhooks/{family}/{hook_key}", esp_url_check, methods=["GET"]),
 ]

@@ -21,9 +21,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from backend.bundle import bundle_root
-from backend.pages import TEMPLATES
 from backend.sandbox import demo as demo_data
 from backend.sandbox.kommo_store import USER_ID
+from backend.templating import TEMPLATES
 
 STATIC = Path(__file__).parent / "static"
 LANGS = ("en", "es", "pt")

@@ -95,7 +95,7 @@ async def move_lead(request: Request) -> Response:
 async def esp(request: Request) -> Response:
     """Both simulated platforms, segment by segment, and which one the demo account connected."""
     w = _world(request)
-    async with w.backend.state.services.reads() as session:
+    async with w.backend.state.resources.reads() as session:
         connection = await repository.get_esp_connection(session, w.demo.account_id)
     return JSONResponse({"connected": connection.kind if connection else None,
                          "list_id": connection.list_id if connection else None,

@@ -12,11 +12,11 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from backend.kommo import types
 from backend.providers.base import Consent
 from backend.sync.mapping import Rule
+from backend.sync.options import FieldMapEntry, SyncOptions
 
 # RFC 5322 is broader; this is what the ESPs accept and what a person means by "an address".
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -76,26 +76,26 @@ def has_consent(contact: types.Contact, field_id: int) -> bool:
     return False
 
 
-def plan_contact(contact: types.Contact, lead_id: int | None, options: Mapping[str, Any],
+def plan_contact(contact: types.Contact, lead_id: int | None, options: SyncOptions,
                  company: str | None = None) -> ContactPlan:
-    email = choose_email(contact, options["email_choice"])
+    email = choose_email(contact, options.email_choice)
     consent = Consent.SUBSCRIBED
     skip = None
     if email is None:
         skip = "no email"
     elif not _EMAIL.match(email):
         skip = "invalid email"
-    elif options["consent_field_id"] is not None and not has_consent(contact, options["consent_field_id"]):
-        if options["no_consent"] == "skip":
+    elif options.consent_field_id is not None and not has_consent(contact, options.consent_field_id):
+        if options.no_consent == "skip":
             skip = "no consent"
         else:
             consent = Consent.PENDING
     return ContactPlan(contact_id=contact.id, email=email, skip_reason=skip, consent=consent,
-                       fields=contact_fields(contact, lead_id, options.get("field_map", ()), company))
+                       fields=contact_fields(contact, lead_id, options.field_map, company))
 
 
 def contact_fields(contact: types.Contact, lead_id: int | None,
-                   field_map: Iterable[Mapping[str, Any]], company: str | None = None
+                   field_map: Iterable[FieldMapEntry], company: str | None = None
                    ) -> dict[str, str | None]:
     first, last = _names(contact)
     phones = [str(v.value).strip() for v in contact.phones if v.value]
@@ -106,9 +106,9 @@ def contact_fields(contact: types.Contact, lead_id: int | None,
         "kommo_lead_id": str(lead_id) if lead_id is not None else None,
     }
     for entry in field_map:
-        found = contact.field(int(entry["kommo_field_id"]))
+        found = contact.field(entry.kommo_field_id)
         values = [str(v.value) for v in found.values if v.value not in (None, "")] if found else []
-        fields[entry["esp_field"]] = ", ".join(values) or None
+        fields[entry.esp_field] = ", ".join(values) or None
     return fields
 
 

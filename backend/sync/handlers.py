@@ -1,33 +1,36 @@
-"""Job kinds and the functions that run them."""
+"""Job kind → the function that runs it. Whoever builds a worker hands it `HANDLERS`."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from backend.sync.jobs import ClaimedJob
-from backend.worker import handles
+from backend.jobs import ClaimedJob
+from backend.sync import reconcile, reverse
+from backend.sync.work import ApplyEspEvent, ReconcileContact, ReconcileLead
 
 if TYPE_CHECKING:
-    from backend.services import Services
+    from backend.resources import Resources
+
+Handler = Callable[["Resources", ClaimedJob], Awaitable[None]]
 
 
-@handles("reconcile_lead")
-async def reconcile_lead(services: Services, job: ClaimedJob) -> None:
-    from backend.sync import reconcile
-
-    await reconcile.reconcile_lead(services, job.account_id, int(job.payload["lead_id"]))
+async def _reconcile_lead(resources: Resources, job: ClaimedJob) -> None:
+    work = ReconcileLead.from_payload(job.payload)
+    await reconcile.reconcile_lead(resources, job.account_id, work.lead_id)
 
 
-@handles("reconcile_contact")
-async def reconcile_contact(services: Services, job: ClaimedJob) -> None:
-    from backend.sync import reconcile
-
-    await reconcile.reconcile_contact(services, job.account_id, int(job.payload["contact_id"]),
-                                      job.payload)
+async def _reconcile_contact(resources: Resources, job: ClaimedJob) -> None:
+    work = ReconcileContact.from_payload(job.payload)
+    await reconcile.reconcile_contact(resources, job.account_id, work.contact_id)
 
 
-@handles("esp_event")
-async def esp_event(services: Services, job: ClaimedJob) -> None:
-    from backend.sync import reverse
+async def _apply_esp_event(resources: Resources, job: ClaimedJob) -> None:
+    await reverse.apply_esp_event(resources, job.account_id, ApplyEspEvent.from_payload(job.payload).event)
 
-    await reverse.apply_esp_event(services, job.account_id, job.payload)
+
+HANDLERS: dict[str, Handler] = {
+    ReconcileLead.KIND: _reconcile_lead,
+    ReconcileContact.KIND: _reconcile_contact,
+    ApplyEspEvent.KIND: _apply_esp_event,
+}

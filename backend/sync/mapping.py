@@ -1,24 +1,18 @@
-"""The admin's choices: stage → segment rules and sync options (ARCHITECTURE §3, §7).
+"""The admin's stage → segment rules (ARCHITECTURE §3, §7); the options are in `options.py`.
 
-Pure validation and lookup; the routes check rules against the account's live pipelines and
-the ESP's segments before storing them.
+Pure validation and lookup; the mapping route checks rules against the account's live pipelines
+and the ESP's segments before storing them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from backend.errors import Unprocessable
-from backend.views import DEFAULT_OPTIONS
+from backend.sync.options import SyncOptions, invalid
 
 ACTIONS = ("segment", "unsubscribe", "remove")
-EMAIL_CHOICES = ("first", "WORK", "PRIV")
-
-
-def invalid(message: str) -> Unprocessable:
-    return Unprocessable(message, code="invalid_mapping")
 
 
 @dataclass(frozen=True)
@@ -99,56 +93,11 @@ def check_against(rules: Sequence[Rule], pipelines: Iterable[Any], segment_ids: 
             raise invalid(f"rule {n + 1}: segment {rule.segment_id} does not exist at the email platform")
 
 
-def labels(rules: Sequence[Rule], options: Mapping[str, Any], pipelines: Iterable[Any],
+def labels(rules: Sequence[Rule], options: SyncOptions, pipelines: Iterable[Any],
            segments: Iterable[Any]) -> dict[str, dict[str, str]]:
     """The names, as saved, of the stages and segments the mapping and options refer to."""
-    used = {r.segment_id for r in rules} | {options.get("new_contact_segment_id")}
+    used = {r.segment_id for r in rules} | {options.new_contact_segment_id}
     mapped = {(r.pipeline_id, r.status_id) for r in rules}
     return {"segments": {s.id: s.name for s in segments if s.id in used},
             "stages": {f"{p.id}:{s.id}": s.name for p in pipelines for s in p.stages
                        if (p.id, s.id) in mapped}}
-
-
-def parse_options(raw: Any, segment_ids: Iterable[str] | None = None) -> dict[str, Any]:
-    """Known options only, typed, with defaults for what is missing."""
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise invalid("options must be an object")
-    unknown = sorted(set(raw) - set(DEFAULT_OPTIONS))
-    if unknown:
-        raise invalid(f"unknown option(s): {', '.join(unknown)}")
-    options = {**DEFAULT_OPTIONS, **raw}
-    _check_option_types(options)
-    segment = options["new_contact_segment_id"]
-    if segment is not None:
-        options["new_contact_segment_id"] = segment = str(segment)
-        if segment_ids is not None and segment not in set(segment_ids):
-            raise invalid(f"new_contact_segment_id {segment} does not exist at the email platform")
-    options["field_map"] = [_field_map_entry(n, e) for n, e in enumerate(options["field_map"])]
-    return options
-
-
-def _check_option_types(options: Mapping[str, Any]) -> None:
-    consent = options["consent_field_id"]
-    if consent is not None and (isinstance(consent, bool) or not isinstance(consent, int)):
-        raise invalid("consent_field_id must be a Kommo custom field id or null")
-    if options["no_consent"] not in ("skip", "pending"):
-        raise invalid('no_consent must be "skip" or "pending"')
-    if options["email_choice"] not in EMAIL_CHOICES:
-        raise invalid('email_choice must be "first", "WORK" or "PRIV"')
-    if options["on_contact_delete"] not in ("remove", "forget"):
-        raise invalid('on_contact_delete must be "remove" or "forget"')
-    for flag in ("notes_on_sync", "all_lead_contacts"):
-        if not isinstance(options[flag], bool):
-            raise invalid(f"{flag} must be true or false")
-    if not isinstance(options["field_map"], list):
-        raise invalid("field_map must be a list")
-
-
-def _field_map_entry(n: int, entry: Any) -> dict[str, Any]:
-    if (not isinstance(entry, dict) or isinstance(entry.get("kommo_field_id"), bool)
-            or not isinstance(entry.get("kommo_field_id"), int)
-            or not isinstance(entry.get("esp_field"), str) or not entry["esp_field"].strip()):
-        raise invalid(f"field_map entry {n + 1} needs kommo_field_id (number) and esp_field (text)")
-    return {"kommo_field_id": entry["kommo_field_id"], "esp_field": entry["esp_field"].strip()}

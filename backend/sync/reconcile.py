@@ -11,47 +11,47 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from backend.errors import PermanentRefusal, UpstreamNotFound
 from backend.kommo import types
 from backend.models import ContactState, utcnow
 from backend.providers.base import OPTED_OUT, Consent, EspStatus, SubscriberData
-from backend.sync.context import SyncContext
+from backend.sync.account import AccountSync
 from backend.sync.desired import ContactPlan, plan_contact, segment_change
+from backend.sync.mapping import Rule
 
 if TYPE_CHECKING:
-    from backend.services import Services
+    from backend.resources import Resources
 
 # A contact we synced within this window is trusted as stored for a pure stage change: its own
 # edits reach us as contact webhooks (reconcile_contact), so the lead job need not re-read it.
 TRUST_STORED_CONTACT = timedelta(hours=24)
-# Set by reverse.py when the ESP moved the address elsewhere: never re-create the old one.
-ADDRESS_CHANGED = "email_changed"
 
 
-async def reconcile_lead(services: Services, account_id: int, lead_id: int) -> None:
-    ctx = await SyncContext.load(services, account_id)
+async def reconcile_lead(resources: Resources, account_id: int, lead_id: int) -> None:
+    ctx = await AccountSync.load(resources, account_id)
     if ctx is None:
         return
     lead = await ctx.kommo.lead(lead_id)
     if lead is None:
         await _lead_deleted(ctx, lead_id)
         return
-    if ctx.mapping.rule_for(lead.pipeline_id, lead.status_id) is None:
+    rule = ctx.mapping.rule_for(lead.pipeline_id, lead.status_id)
+    if rule is None:
         await _release(ctx, lead_id)  # unmapped stage: nothing changes at the ESP
         return
     if not lead.contacts:
         await ctx.record(outcome="skipped", summary="skipped: the lead has no contact",
                          lead_id=lead.id)
         return
-    contact_ids = ([c.id for c in lead.contacts] if ctx.options["all_lead_contacts"]
+    contact_ids = ([c.id for c in lead.contacts] if ctx.options.all_lead_contacts
                    else [lead.main_contact_id])
     for plan, state in await _plans(ctx, lead, contact_ids):
-        await apply(ctx, lead, plan, state)
+        await apply(ctx, lead, rule, plan, state)
 
 
-async def _plans(ctx: SyncContext, lead: types.Lead, contact_ids: list[int]
+async def _plans(ctx: AccountSync, lead: types.Lead, contact_ids: list[int]
                  ) -> list[tuple[ContactPlan, ContactState | None]]:
     """One plan per contact; contacts synced recently are not read again (see above)."""
     states = {cid: await ctx.state(cid) for cid in contact_ids}
@@ -68,9 +68,9 @@ async def _plans(ctx: SyncContext, lead: types.Lead, contact_ids: list[int]
     return plans
 
 
-def _trusted(ctx: SyncContext, state: ContactState | None) -> bool:
+def _trusted(ctx: AccountSync, state: ContactState | None) -> bool:
     return (state is not None and state.email is not None and state.fields_hash is not None
-            and state.last_error is None and ctx.options["consent_field_id"] is None
+            and state.last_error is None and ctx.options.consent_field_id is None
             and state.last_synced_at is not None
             and utcnow() - state.last_synced_at < TRUST_STORED_CONTACT)
 
@@ -82,11 +82,9 @@ def _stored_plan(state: ContactState, lead_id: int) -> ContactPlan:
                        consent=Consent.SUBSCRIBED, fields=fields, known_hash=state.fields_hash)
 
 
-async def apply(ctx: SyncContext, lead: types.Lead, plan: ContactPlan,
+async def apply(ctx: AccountSync, lead: types.Lead, rule: Rule, plan: ContactPlan,
                 state: ContactState | None) -> None:
-    """Bring one contact's address in line with the lead's mapped stage."""
-    rule = ctx.mapping.rule_for(lead.pipeline_id, lead.status_id)
-    assert rule is not None
+    """Bring one contact's address in line with the rule of the lead's stage."""
     common = {"lead_id": lead.id, "contact_id": plan.contact_id, "email": plan.email}
     if plan.skip_reason:
         await ctx.record(outcome="skipped", summary=f"skipped: {plan.skip_reason}", **common)
@@ -98,7 +96,7 @@ async def apply(ctx: SyncContext, lead: types.Lead, plan: ContactPlan,
     if state is not None and state.last_error and state.fields_hash == plan.fields_hash:
         return  # refused for good before, and the contact has not changed since
     state = await _follow_email(ctx, plan, state)
-    if state.esp_status == ADDRESS_CHANGED:
+    if state.address_changed:
         await ctx.record(outcome="skipped", summary="skipped: the address was changed at "
                          f"{ctx.platform}; update the contact's email in Kommo", **common)
         return
@@ -111,7 +109,7 @@ def _decided_elsewhere(lead: types.Lead, state: ContactState | None) -> bool:
             and (state.lead_updated_at or 0) > (lead.updated_at or 0))
 
 
-async def _follow_email(ctx: SyncContext, plan: ContactPlan,
+async def _follow_email(ctx: AccountSync, plan: ContactPlan,
                         state: ContactState | None) -> ContactState:
     """The state to diff against. A new address starts from what the ESP holds for it; an old
     address leaves the managed segments."""
@@ -122,6 +120,7 @@ async def _follow_email(ctx: SyncContext, plan: ContactPlan,
     subscriber = await ctx.provider.get_subscriber(plan.email)
     fresh = state or ContactState(account_id=ctx.account_id, contact_id=plan.contact_id)
     fresh.email = plan.email
+    fresh.address_changed = False
     fresh.esp_subscriber_id = subscriber.id if subscriber else None
     fresh.esp_status = str(subscriber.status) if subscriber else None
     fresh.segments = sorted(set(subscriber.segments) & ctx.mapping.managed_segments) if subscriber else []
@@ -129,13 +128,13 @@ async def _follow_email(ctx: SyncContext, plan: ContactPlan,
     return fresh
 
 
-async def _send(ctx: SyncContext, lead: types.Lead, rule, plan: ContactPlan,
+async def _send(ctx: AccountSync, lead: types.Lead, rule: Rule, plan: ContactPlan,
                 state: ContactState, common: dict) -> None:
     change = segment_change(rule, ctx.mapping.managed_segments, state.segments)
     new_contact = state.last_synced_at is None
     add = list(change.add)
-    if new_contact and ctx.options["new_contact_segment_id"]:
-        add.append(ctx.options["new_contact_segment_id"])
+    if new_contact and ctx.options.new_contact_segment_id:
+        add.append(ctx.options.new_contact_segment_id)
     same_fields = state.fields_hash == plan.fields_hash and state.lead_id == lead.id
     try:
         if change.unsubscribe:
@@ -153,12 +152,12 @@ async def _send(ctx: SyncContext, lead: types.Lead, rule, plan: ContactPlan,
     if summary:
         summary = f"{summary} ({ctx.stage_text(lead)})"
         await ctx.record(outcome="ok", summary=summary, **common)
-        if ctx.options["notes_on_sync"]:
+        if ctx.options.notes_on_sync:
             await ctx.kommo.add_notes("leads", [types.NewNote(
                 entity_id=lead.id, text=f"mailsync → {ctx.platform}: {plan.email} {summary}.")])
 
 
-async def _upsert(ctx: SyncContext, plan: ContactPlan, state: ContactState,
+async def _upsert(ctx: AccountSync, plan: ContactPlan, state: ContactState,
                   add: list[str], remove: tuple[str, ...], *, current: bool = False) -> None:
     """`current`: the ESP holds this address with exactly these fields (a pure segment move)."""
     subscriber = await ctx.provider.upsert(SubscriberData(
@@ -170,7 +169,7 @@ async def _upsert(ctx: SyncContext, plan: ContactPlan, state: ContactState,
     state.segments = sorted((set(state.segments) | set(add)) - set(remove))
 
 
-async def _unsubscribe(ctx: SyncContext, plan: ContactPlan, state: ContactState) -> str | None:
+async def _unsubscribe(ctx: AccountSync, plan: ContactPlan, state: ContactState) -> str | None:
     if state.esp_status and EspStatus.parse(state.esp_status) in OPTED_OUT:
         return None
     await ctx.provider.unsubscribe(plan.email)
@@ -178,7 +177,7 @@ async def _unsubscribe(ctx: SyncContext, plan: ContactPlan, state: ContactState)
     return f"unsubscribed at {ctx.platform}"
 
 
-async def _refused(ctx: SyncContext, plan: ContactPlan, state: ContactState,
+async def _refused(ctx: AccountSync, plan: ContactPlan, state: ContactState,
                    refusal: PermanentRefusal, common: dict) -> None:
     """Compliance state, forgotten or fake-looking address: recorded once, not retried until
     the contact changes in Kommo."""
@@ -189,7 +188,7 @@ async def _refused(ctx: SyncContext, plan: ContactPlan, state: ContactState,
                      detail=refusal.message, **common)
 
 
-def _remember(ctx: SyncContext, state: ContactState, lead: types.Lead, plan: ContactPlan) -> None:
+def _remember(ctx: AccountSync, state: ContactState, lead: types.Lead, plan: ContactPlan) -> None:
     state.lead_id = lead.id
     state.lead_updated_at = lead.updated_at
     state.fields_hash = plan.fields_hash
@@ -197,14 +196,14 @@ def _remember(ctx: SyncContext, state: ContactState, lead: types.Lead, plan: Con
     state.last_error = None
 
 
-def _describe(ctx: SyncContext, add: Sequence[str], remove: Sequence[str]) -> str:
+def _describe(ctx: AccountSync, add: Sequence[str], remove: Sequence[str]) -> str:
     """In the admin's words: "moved to group “Customers”", "removed from tag “Lead”"."""
     if add:
         return f"{'moved' if remove else 'added'} to {ctx.segments_text(add)}"
     return f"removed from {ctx.segments_text(remove)}" if remove else ""
 
 
-async def _leave_managed(ctx: SyncContext, email: str, segments: list[str]) -> None:
+async def _leave_managed(ctx: AccountSync, email: str, segments: list[str]) -> None:
     managed = sorted(set(segments) & ctx.mapping.managed_segments)
     if managed:
         # A refused old address cannot be in anything we could remove it from.
@@ -212,7 +211,7 @@ async def _leave_managed(ctx: SyncContext, email: str, segments: list[str]) -> N
             await ctx.provider.set_membership(email, remove=managed)
 
 
-async def _release(ctx: SyncContext, lead_id: int) -> list[int]:
+async def _release(ctx: AccountSync, lead_id: int) -> list[int]:
     """The lead left the mapping: it no longer decides anyone's segment (the ESP keeps them).
     Returns the contacts it decided."""
     states = await ctx.states_of_lead(lead_id)
@@ -222,7 +221,7 @@ async def _release(ctx: SyncContext, lead_id: int) -> list[int]:
     return [state.contact_id for state in states]
 
 
-async def _lead_deleted(ctx: SyncContext, lead_id: int) -> None:
+async def _lead_deleted(ctx: AccountSync, lead_id: int) -> None:
     """Its contacts leave the segment it decided, unless another of their leads decides."""
     released = await _release(ctx, lead_id)
     for contact_id in released:
@@ -239,14 +238,13 @@ async def _lead_deleted(ctx: SyncContext, lead_id: int) -> None:
         await ctx.save(state)
 
 
-async def reconcile_contact(services: Services, account_id: int, contact_id: int,
-                            hints: dict[str, Any]) -> None:
-    ctx = await SyncContext.load(services, account_id)
+async def reconcile_contact(resources: Resources, account_id: int, contact_id: int) -> None:
+    ctx = await AccountSync.load(resources, account_id)
     if ctx is not None:
         await _reconcile_contact(ctx, contact_id)
 
 
-async def _reconcile_contact(ctx: SyncContext, contact_id: int) -> bool:
+async def _reconcile_contact(ctx: AccountSync, contact_id: int) -> bool:
     """Re-read the contact and let its deciding lead apply; True when some lead decided."""
     contact = await ctx.kommo.contact(contact_id)
     state = await ctx.state(contact_id)
@@ -254,33 +252,36 @@ async def _reconcile_contact(ctx: SyncContext, contact_id: int) -> bool:
         await _contact_deleted(ctx, contact_id, state)
         return False
     company = (await ctx.company_names([contact])).get(contact.id)
-    lead = await _deciding_lead(ctx, contact)
-    if lead is not None:
-        await apply(ctx, lead, plan_contact(contact, lead.id, ctx.options, company), state)
+    decided = await _deciding_lead(ctx, contact)
+    if decided is not None:
+        lead, rule = decided
+        await apply(ctx, lead, rule, plan_contact(contact, lead.id, ctx.options, company), state)
         return True
     await _sync_unmapped(ctx, plan_contact(contact, None, ctx.options, company), state)
     return False
 
 
-async def _deciding_lead(ctx: SyncContext, contact: types.Contact) -> types.Lead | None:
+async def _deciding_lead(ctx: AccountSync, contact: types.Contact) -> tuple[types.Lead, Rule] | None:
+    """The most recently updated of the contact's leads in a mapped stage, with its rule."""
     best = None
     for lead_id in contact.lead_ids:
         lead = await ctx.kommo.lead(lead_id)
-        if lead is None or ctx.mapping.rule_for(lead.pipeline_id, lead.status_id) is None:
+        rule = ctx.mapping.rule_for(lead.pipeline_id, lead.status_id) if lead else None
+        if lead is None or rule is None:
             continue
-        if best is None or (lead.updated_at or 0) > (best.updated_at or 0):
-            best = lead
+        if best is None or (lead.updated_at or 0) > (best[0].updated_at or 0):
+            best = (lead, rule)
     return best
 
 
-async def _sync_unmapped(ctx: SyncContext, plan: ContactPlan, state: ContactState | None) -> None:
+async def _sync_unmapped(ctx: AccountSync, plan: ContactPlan, state: ContactState | None) -> None:
     """No lead of the contact is in a mapped stage: keep a known address's fields current, move
     a changed address out of the managed segments, and welcome new contacts when asked to."""
-    welcome = ctx.options["new_contact_segment_id"]
+    welcome = ctx.options.new_contact_segment_id
     if plan.skip_reason or (state is None and not welcome):
         return
     state = await _follow_email(ctx, plan, state)
-    if state.esp_status == ADDRESS_CHANGED:
+    if state.address_changed:
         return
     add = [welcome] if welcome and state.last_synced_at is None else []
     if not add and state.fields_hash == plan.fields_hash:
@@ -297,10 +298,10 @@ async def _sync_unmapped(ctx: SyncContext, plan: ContactPlan, state: ContactStat
                      **common)
 
 
-async def _contact_deleted(ctx: SyncContext, contact_id: int, state: ContactState | None) -> None:
+async def _contact_deleted(ctx: AccountSync, contact_id: int, state: ContactState | None) -> None:
     if state is None or not state.email:
         return
-    if ctx.options["on_contact_delete"] == "forget":
+    if ctx.options.on_contact_delete == "forget":
         await ctx.provider.forget(state.email)
         summary = "contact deleted in Kommo: address forgotten at " + ctx.platform
     else:

@@ -8,18 +8,16 @@ after the notes stops a retried job from adding them twice.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from backend import repository
 from backend.kommo import types
 from backend.models import ContactState
-from backend.providers.base import EspStatus, EventKind
-from backend.sync.context import SyncContext
-from backend.sync.reconcile import ADDRESS_CHANGED
+from backend.providers.base import EspEvent, EspStatus, EventKind
+from backend.sync.account import AccountSync
 
 if TYPE_CHECKING:
-    from backend.services import Services
+    from backend.resources import Resources
 
 OPT_OUT_TAG = "email-opt-out"
 STATUS_AFTER = {
@@ -27,17 +25,16 @@ STATUS_AFTER = {
     EventKind.BOUNCED: str(EspStatus.BOUNCED),
     EventKind.SPAM_REPORTED: str(EspStatus.JUNK),
     EventKind.CLEANED: str(EspStatus.CLEANED),
-    EventKind.EMAIL_CHANGED: ADDRESS_CHANGED,
 }
 
 
-async def apply_esp_event(services: Services, account_id: int, event: dict[str, Any]) -> None:
-    ctx = await SyncContext.load(services, account_id)
-    email = (event.get("email") or "").strip().lower()
+async def apply_esp_event(resources: Resources, account_id: int, event: EspEvent) -> None:
+    ctx = await AccountSync.load(resources, account_id)
+    email = event.email
     if ctx is None or not email:
         return
-    key = event["dedupe_key"]
-    async with services.sessions() as session:
+    key = event.dedupe_key
+    async with resources.sessions() as session:
         if await repository.has_note_receipt(session, account_id, key):
             return
         states = list(await repository.find_contact_states_by_email(session, account_id, email))
@@ -61,30 +58,31 @@ async def apply_esp_event(services: Services, account_id: int, event: dict[str, 
                          f"{len(contact.lead_ids)} lead(s), tagged {OPT_OUT_TAG}")
 
 
-async def _contacts(ctx: SyncContext, email: str, states: list[ContactState]) -> list[types.Contact]:
+async def _contacts(ctx: AccountSync, email: str, states: list[ContactState]) -> list[types.Contact]:
     """Through what we synced, else Kommo's search (exact address match)."""
     if states:
         return await ctx.kommo.contacts([s.contact_id for s in states])
     return await ctx.kommo.find_contacts_by_email(email)
 
 
-async def _receipt(ctx: SyncContext, key: str) -> None:
-    async with ctx.services.sessions() as session, session.begin():
+async def _receipt(ctx: AccountSync, key: str) -> None:
+    async with ctx.resources.sessions() as session, session.begin():
         if not await repository.has_note_receipt(session, ctx.account_id, key):
             await repository.add_note_receipt(session, ctx.account_id, key)
 
 
-async def _mark(ctx: SyncContext, contact_id: int, email: str, event: dict[str, Any],
+async def _mark(ctx: AccountSync, contact_id: int, email: str, event: EspEvent,
                 states: list[ContactState]) -> None:
     state = next((s for s in states if s.contact_id == contact_id), None)
     if state is None:
         state = ContactState(account_id=ctx.account_id, contact_id=contact_id, email=email)
-    state.esp_status = STATUS_AFTER.get(EventKind(event["kind"]), state.esp_status)
+    state.esp_status = STATUS_AFTER.get(event.kind, state.esp_status)
+    state.address_changed = state.address_changed or event.kind == EventKind.EMAIL_CHANGED
     await ctx.save(state)
 
 
-def _what(event: dict[str, Any]) -> str:
-    kind = EventKind(event["kind"])
+def _what(event: EspEvent) -> str:
+    kind = event.kind
     return {
         EventKind.UNSUBSCRIBED: "unsubscribed",
         EventKind.BOUNCED: "bounced",
@@ -94,28 +92,19 @@ def _what(event: dict[str, Any]) -> str:
     }.get(kind, str(kind))
 
 
-def note_text(event: dict[str, Any], platform: str) -> str:
+def note_text(event: EspEvent, platform: str) -> str:
     """What happened, when and where, in words a salesperson reads at a glance."""
-    email = event.get("email")
-    when = _when(event.get("occurred_at"))
-    kind = EventKind(event["kind"])
-    reason = f" ({event['reason']})" if event.get("reason") else ""
+    email = event.email
+    when = f" on {event.occurred_at.strftime('%Y-%m-%d %H:%M')} UTC" if event.occurred_at else ""
+    kind = event.kind
+    reason = f" ({event.reason})" if event.reason else ""
     what = {
         EventKind.UNSUBSCRIBED: f"{email} unsubscribed at {platform}{reason}",
         EventKind.BOUNCED: f"Email to {email} bounced at {platform}{reason}",
         EventKind.SPAM_REPORTED: f"{email} reported an email from {platform} as spam",
         EventKind.CLEANED: f"{platform} removed {email} as undeliverable{reason}",
-        EventKind.EMAIL_CHANGED: f"{email} changed their address to {event.get('new_email')} "
+        EventKind.EMAIL_CHANGED: f"{email} changed their address to {event.new_email} "
                                  f"at {platform}",
     }.get(kind, f"{email}: {kind} at {platform}")
     return f"{what}{when}. Do not email this contact from Kommo; update the contact if needed."
 
-
-def _when(value: Any) -> str:
-    if not value:
-        return ""
-    try:
-        moment = datetime.fromisoformat(str(value))
-    except ValueError:
-        return ""
-    return f" on {moment.strftime('%Y-%m-%d %H:%M')} UTC"

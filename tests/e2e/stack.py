@@ -119,7 +119,7 @@ def running_stack(database_url: str, workdir: Path, *, accounts: int, leads: int
 
 
 async def queue_counts(database_url: str) -> dict[str, int]:
-    from backend.sync import jobs
+    from backend import jobs
 
     engine = db.create_engine(database_url)
     try:

@@ -17,8 +17,8 @@ from backend import repository
 from backend.app import create_app
 from backend.models import utcnow
 from backend.repository import KommoTokens
+from backend.resources import Resources
 from backend.sandbox.kommo import KommoSandbox
-from backend.services import Services
 from backend.settings import Secret, Settings
 from tests.conftest import make_settings
 
@@ -73,8 +73,8 @@ async def kommo_app(kommo_settings, engine, outbound, kommo) -> AsyncIterator[St
 
 
 @pytest.fixture
-def kommo_services(kommo_app: Starlette) -> Services:
-    return kommo_app.state.services
+def kommo_resources(kommo_app: Starlette) -> Resources:
+    return kommo_app.state.resources
 
 
 @pytest.fixture
@@ -95,35 +95,35 @@ async def install(web: httpx2.AsyncClient, kommo: KommoSandbox, account_id: int 
     return await web.get("/oauth/kommo/callback", params=query)
 
 
-async def stored_tokens(services: Services, account_id: int = ACME) -> KommoTokens | None:
-    async with services.sessions() as session:
-        return await repository.get_kommo_tokens(session, services.vault, account_id)
+async def stored_tokens(resources: Resources, account_id: int = ACME) -> KommoTokens | None:
+    async with resources.sessions() as session:
+        return await repository.get_kommo_tokens(session, resources.vault, account_id)
 
 
-async def expire_stored_tokens(services: Services, account_id: int = ACME,
+async def expire_stored_tokens(resources: Resources, account_id: int = ACME,
                                left: timedelta = timedelta(minutes=-1)) -> KommoTokens:
     """Make the stored access token (nearly) expired; the refresh token stays valid."""
-    tokens = await stored_tokens(services, account_id)
+    tokens = await stored_tokens(resources, account_id)
     assert tokens is not None
     changed = KommoTokens(tokens.access_token, tokens.refresh_token, utcnow() + left)
-    async with services.sessions() as session, session.begin():
-        await repository.save_kommo_tokens(session, services.vault, account_id, changed)
+    async with resources.sessions() as session, session.begin():
+        await repository.save_kommo_tokens(session, resources.vault, account_id, changed)
     return changed
 
 
-async def seed_tokens(services: Services, kommo: KommoSandbox, account_id: int = ACME) -> KommoTokens:
+async def seed_tokens(resources: Resources, kommo: KommoSandbox, account_id: int = ACME) -> KommoTokens:
     """An installed account without going through the route (no webhook, no recorded calls)."""
-    issued = kommo.store.token({"client_id": services.settings.client_id,
-                                "client_secret": services.settings.client_secret.reveal(),
+    issued = kommo.store.token({"client_id": resources.settings.client_id,
+                                "client_secret": resources.settings.client_secret.reveal(),
                                 "grant_type": "authorization_code",
                                 "code": kommo.store.authorize(account_id)})
     account = kommo.store.account(account_id)
     tokens = KommoTokens(Secret(issued["access_token"]), Secret(issued["refresh_token"]),
                          utcnow() + timedelta(seconds=issued["expires_in"]))
-    async with services.sessions() as session, session.begin():
+    async with resources.sessions() as session, session.begin():
         await repository.upsert_account(session, account_id, host=account.host,
                                         subdomain=account.subdomain, name=account.name)
-        await repository.save_kommo_tokens(session, services.vault, account_id, tokens)
+        await repository.save_kommo_tokens(session, resources.vault, account_id, tokens)
     return tokens
 
 

@@ -25,9 +25,9 @@ QUALIFIED, PROPOSAL = 67548607, 67548619
 
 
 @pytest.fixture
-async def client(kommo, kommo_services):
-    await seed_tokens(kommo_services, kommo)
-    return KommoClient(kommo_services, ACME)
+async def client(kommo, kommo_resources):
+    await seed_tokens(kommo_resources, kommo)
+    return KommoClient(kommo_resources, ACME)
 
 
 def api_calls(kommo, path=None):
@@ -125,30 +125,30 @@ async def test_webhooks_add_list_delete(client, kommo):
     assert await client.webhooks("https://m.test/h/1") == []
 
 
-async def test_one_account_never_reads_another(kommo, kommo_services):
-    await seed_tokens(kommo_services, kommo)
-    await seed_tokens(kommo_services, kommo, BETA)
+async def test_one_account_never_reads_another(kommo, kommo_resources):
+    await seed_tokens(kommo_resources, kommo)
+    await seed_tokens(kommo_resources, kommo, BETA)
     beta_lead = kommo.store.add_lead(BETA)
-    assert await KommoClient(kommo_services, ACME).lead(beta_lead.id) is None
-    assert (await KommoClient(kommo_services, BETA).lead(beta_lead.id)).id == beta_lead.id
+    assert await KommoClient(kommo_resources, ACME).lead(beta_lead.id) is None
+    assert (await KommoClient(kommo_resources, BETA).lead(beta_lead.id)).id == beta_lead.id
 
 
-def mocked(services, handler, **settings):
+def mocked(resources, handler, **settings):
     recorder = Recorder(httpx2.MockTransport(handler))
-    changed = dataclasses.replace(services.settings, **settings)
-    return dataclasses.replace(services, http=httpx2.AsyncClient(transport=recorder),
+    changed = dataclasses.replace(resources.settings, **settings)
+    return dataclasses.replace(resources, http=httpx2.AsyncClient(transport=recorder),
                                settings=changed), recorder
 
 
-async def test_calls_go_to_the_account_host_with_the_bearer_token(kommo, kommo_services):
-    tokens = await seed_tokens(kommo_services, kommo)
-    services, recorder = mocked(kommo_services, lambda r: httpx2.Response(204), kommo_api_base_url=None)
-    assert await KommoClient(services, ACME).contacts([5]) == []
+async def test_calls_go_to_the_account_host_with_the_bearer_token(kommo, kommo_resources):
+    tokens = await seed_tokens(kommo_resources, kommo)
+    resources, recorder = mocked(kommo_resources, lambda r: httpx2.Response(204), kommo_api_base_url=None)
+    assert await KommoClient(resources, ACME).contacts([5]) == []
     [request] = recorder.requests
     assert str(request.url).startswith("https://acme.kommo.com/api/v4/contacts?")
     assert request.headers["authorization"] == f"Bearer {tokens.access_token.reveal()}"
-    assert request.headers["x-client-uuid"] == kommo_services.settings.client_id
-    await services.http.aclose()
+    assert request.headers["x-client-uuid"] == kommo_resources.settings.client_id
+    await resources.http.aclose()
 
 
 def problem(status, **extra):
@@ -167,19 +167,19 @@ def problem(status, **extra):
     (problem(422), PermanentRefusal, None),
     (httpx2.Response(200, text="<html>"), UpstreamError, None),
 ])
-async def test_status_codes_map_to_the_exception_tree(kommo, kommo_services, answer, error, retry_after):
-    await seed_tokens(kommo_services, kommo)
-    services, _ = mocked(kommo_services, lambda r: answer)
+async def test_status_codes_map_to_the_exception_tree(kommo, kommo_resources, answer, error, retry_after):
+    await seed_tokens(kommo_resources, kommo)
+    resources, _ = mocked(kommo_resources, lambda r: answer)
     with pytest.raises(error) as failed:
-        await KommoClient(services, ACME).pipelines()
+        await KommoClient(resources, ACME).pipelines()
     assert getattr(failed.value, "retry_after", None) == retry_after
-    await services.http.aclose()
+    await resources.http.aclose()
 
 
-async def test_fifty_calls_stay_within_the_budget(client, kommo, kommo_services):
+async def test_fifty_calls_stay_within_the_budget(client, kommo, kommo_resources):
     """All at once, from two clients (as two workers would): the shared budget spaces them so
     the simulated Kommo, which allows 7 per second, never answers 429."""
-    other = KommoClient(kommo_services, ACME)
+    other = KommoClient(kommo_resources, ACME)
     await asyncio.gather(*((client if n % 2 else other).account() for n in range(50)))
     statuses = [r.status for r in api_calls(kommo)]
     assert len(statuses) == 50 and statuses.count(429) == 0

@@ -70,7 +70,7 @@ class TokenEndpoint:
         return httpx2.Response(self.status, json=body)
 
 
-def services_with(endpoint, **env):
+def resources_with(endpoint, **env):
     settings = make_settings("sqlite+aiosqlite:///unused.db", KOMMO_CLIENT_ID="client-uuid-1",
                              KOMMO_CLIENT_SECRET="the-client-secret", **env)
     client = httpx2.AsyncClient(transport=httpx2.MockTransport(endpoint))
@@ -79,9 +79,9 @@ def services_with(endpoint, **env):
 
 async def test_code_exchange_posts_the_keys_in_the_body_to_the_account_host():
     endpoint = TokenEndpoint()
-    services = services_with(endpoint)
+    resources = resources_with(endpoint)
     before = datetime.now(UTC)
-    tokens = await oauth.exchange_code(services, "acme.kommo.com", "the-code")
+    tokens = await oauth.exchange_code(resources, "acme.kommo.com", "the-code")
     after = datetime.now(UTC)
     assert (tokens.access_token, tokens.refresh_token) == (Secret("at-1"), Secret("rt-1"))
     assert before + timedelta(seconds=86400) <= tokens.expires_at <= after + timedelta(seconds=86400)
@@ -92,21 +92,21 @@ async def test_code_exchange_posts_the_keys_in_the_body_to_the_account_host():
                     "client_id": "client-uuid-1", "client_secret": "the-client-secret"}
     assert "authorization" not in headers
     assert headers["user-agent"].startswith("mailsync/")
-    await services.http.aclose()
+    await resources.http.aclose()
 
 
 async def test_refresh_sends_redirect_uri_and_goes_to_the_base_url_when_set():
     endpoint = TokenEndpoint(body={"token_type": "Bearer", "expires_in": 600, "access_token": "at-2",
                                    "refresh_token": "rt-2"})
-    services = services_with(endpoint, KOMMO_API_BASE_URL="http://kommo.test")
-    tokens = await oauth.refresh_tokens(services, "acme.kommo.com", Secret("rt-1"))
+    resources = resources_with(endpoint, KOMMO_API_BASE_URL="http://kommo.test")
+    tokens = await oauth.refresh_tokens(resources, "acme.kommo.com", Secret("rt-1"))
     assert tokens.refresh_token == Secret("rt-2")
     [(url, _, form)] = endpoint.posted
     assert url == "http://kommo.test/oauth2/access_token"
     assert form == {"grant_type": "refresh_token", "refresh_token": "rt-1",
                     "redirect_uri": "https://mailsync.test/oauth/kommo/callback",
                     "client_id": "client-uuid-1", "client_secret": "the-client-secret"}
-    await services.http.aclose()
+    await resources.http.aclose()
 
 
 def problem(hint):
@@ -127,28 +127,28 @@ def problem(hint):
     (429, {"title": "Too Many Requests", "status": 429, "retry_after": 3}, "rate_limited", False),
 ])
 async def test_refusals_become_our_errors(status, body, code, grant_refused):
-    services = services_with(TokenEndpoint(status, body))
+    resources = resources_with(TokenEndpoint(status, body))
     with pytest.raises(UpstreamError) as failed:
-        await oauth.refresh_tokens(services, "acme.kommo.com", Secret("rt-1"))
+        await oauth.refresh_tokens(resources, "acme.kommo.com", Secret("rt-1"))
     assert (failed.value.code, oauth.is_grant_refusal(failed.value)) == (code, grant_refused)
     assert "rt-1" not in failed.value.message and "the-client-secret" not in failed.value.message
-    await services.http.aclose()
+    await resources.http.aclose()
 
 
 async def test_a_token_answer_without_a_pair_is_an_upstream_failure():
-    services = services_with(TokenEndpoint(body={"access_token": "only"}))
+    resources = resources_with(TokenEndpoint(body={"access_token": "only"}))
     with pytest.raises(UpstreamUnavailable):
-        await oauth.exchange_code(services, "acme.kommo.com", "c")
-    await services.http.aclose()
+        await oauth.exchange_code(resources, "acme.kommo.com", "c")
+    await resources.http.aclose()
 
 
 async def test_a_non_json_error_page_still_maps_by_status():
-    services = services_with(lambda request: httpx2.Response(429, text="<html>slow down</html>",
+    resources = resources_with(lambda request: httpx2.Response(429, text="<html>slow down</html>",
                                                              headers={"Retry-After": "7"}))
     with pytest.raises(UpstreamRateLimited) as limited:
-        await oauth.exchange_code(services, "acme.kommo.com", "c")
+        await oauth.exchange_code(resources, "acme.kommo.com", "c")
     assert limited.value.retry_after == 7.0
-    await services.http.aclose()
+    await resources.http.aclose()
 
 
 @pytest.mark.parametrize("hint, words", [
@@ -164,8 +164,8 @@ def test_hints_in_plain_words(hint, words):
 def test_state_is_signed_for_this_purpose_only():
     from backend.security import Signer
 
-    services = SimpleNamespace(signer=Signer(Secret("k" * 40)))
-    state = oauth.sign_state(services, {"n": 1})
-    assert oauth.verify_state(services, state) == {"n": 1}
+    resources = SimpleNamespace(signer=Signer(Secret("k" * 40)))
+    state = oauth.sign_state(resources, {"n": 1})
+    assert oauth.verify_state(resources, state) == {"n": 1}
     with pytest.raises(BadRequest):
-        oauth.verify_state(services, services.signer.sign("another-purpose", {"n": 1}))
+        oauth.verify_state(resources, resources.signer.sign("another-purpose", {"n": 1}))

@@ -5,7 +5,6 @@ import httpx2
 import pytest
 from starlette.applications import Starlette
 
-from backend import providers
 from backend.providers.mailchimp.client import MailchimpProvider
 from backend.providers.mailerlite.client import MailerLiteProvider
 from backend.sandbox.mailchimp import SANDBOX_API_KEY as MC_KEY
@@ -16,13 +15,6 @@ from backend.sandbox.mailerlite import create_mailerlite_sandbox
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 ML_BASE = "http://mailerlite.sandbox/api"
 MC_BASE = "http://mailchimp.sandbox/{dc}/3.0"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_provider_caches():
-    providers.clear_caches()
-    yield
-    providers.clear_caches()
 
 
 async def asgi_client(app: Starlette) -> httpx2.AsyncClient:
@@ -49,8 +41,8 @@ def mailchimp_provider(client: httpx2.AsyncClient, list_id: str | None,
 
 
 @pytest.fixture
-def services_stub():
-    """An EspConnection and just enough of `Services` (a vault) for `parse_delivery`."""
+def resources_stub():
+    """An EspConnection and just enough of `Resources` (a vault) for `read_webhook`."""
     from types import SimpleNamespace
 
     from backend.models import EspConnection

@@ -6,7 +6,7 @@ import httpx2
 import pytest
 from sqlmodel import select
 
-from backend import db, providers
+from backend import connections, db
 from backend.errors import (
     PermanentRefusal,
     Unprocessable,
@@ -14,6 +14,7 @@ from backend.errors import (
     UpstreamUnauthorized,
 )
 from backend.models import EspConnection, RateBucket
+from backend.providers import registry
 from backend.providers.base import Consent, SubscriberData
 from backend.providers.mailchimp.api import data_centre, subscriber_hash
 from backend.providers.mailchimp.client import MailchimpProvider
@@ -163,19 +164,23 @@ async def test_mailchimp_429_without_retry_after_and_401():
 # --- registry ------------------------------------------------------------------------------------
 
 
-def test_key_shapes_and_classes():
-    assert providers.looks_classic(SANDBOX_CLASSIC_KEY) is True
-    assert providers.looks_classic(ML_KEY) is False
-    assert providers.looks_classic("something-else") is None
-    assert providers.provider_class("mailerlite", classic=True).label == "MailerLite Classic"
-    assert providers.provider_class("mailchimp") is MailchimpProvider
+def test_the_registry_and_key_shapes():
+    assert [(cls.kind, cls.family) for cls in registry.all()] == [
+        ("mailchimp", "mailchimp"), ("mailerlite", "mailerlite"),
+        ("mailerlite_classic", "mailerlite")]
+    classic = registry.get("mailerlite_classic")
+    assert (classic.recognises_key(SANDBOX_CLASSIC_KEY), classic.recognises_key(ML_KEY)) == (True, False)
+    new = registry.get("mailerlite")
+    assert (new.recognises_key(ML_KEY), new.recognises_key(SANDBOX_CLASSIC_KEY)) == (True, False)
+    assert new.recognises_key("something-else") is classic.recognises_key("something-else") is None
+    assert registry.get("mailchimp") is MailchimpProvider
     with pytest.raises(Unprocessable):
-        providers.get("sendgrid")
+        registry.get("sendgrid")
 
 
-async def test_build_from_a_stored_connection(services):
+async def test_build_from_a_stored_connection(resources):
     connection = EspConnection(account_id=1, kind="mailchimp", hook_key="k", list_id="l1",
-                               api_key_enc=services.vault.encrypt(MC_KEY), dc="us21")
-    provider = providers.build(connection, services)
+                               api_key_enc=resources.vault.encrypt(MC_KEY), dc="us21")
+    provider = connections.provider_for(connection, resources)
     assert isinstance(provider, MailchimpProvider)
     assert (provider.list_id, provider.dc) == ("l1", "us21")

@@ -5,8 +5,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from backend import providers
 from backend.errors import MalformedBody
+from backend.providers import registry
 from backend.providers.base import EspEvent, EventKind
 from backend.providers.mailchimp.webhooks import parse_webhook
 from tests.providers.conftest import FIXTURES
@@ -78,8 +78,9 @@ def test_malformed_bodies(raw):
         parse_webhook(raw)
 
 
-def test_the_registry_parses_for_a_connection(services_stub):
-    connection, services = services_stub("mailchimp")
-    events = providers.parse_delivery(connection, services, body=body("cleaned__hard"), headers={})
+def test_the_provider_reads_a_delivery_to_a_connection(resources_stub):
+    connection, resources = resources_stub("mailchimp")
+    events = registry.get("mailchimp").read_webhook(connection, resources,
+                                                     body=body("cleaned__hard"), headers={})
     assert [e.kind for e in events] == [EventKind.CLEANED]
-    assert providers.provider_class("mailchimp").parse_webhook(body("cleaned__hard")) == events
+    assert parse_webhook(body("cleaned__hard")) == events

@@ -4,8 +4,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from backend import providers
 from backend.errors import BadRequest, MalformedBody, Unauthorized
+from backend.providers import registry
 from backend.providers.base import EspEvent, EventKind
 from backend.providers.mailerlite.webhooks import parse_webhook
 from backend.security import hmac_sha256_hex
@@ -108,11 +108,10 @@ def test_events_without_timestamps_dedupe_on_the_body():
     assert event.dedupe_key == "mailerlite:b:" + hashlib.sha256(body).hexdigest()
 
 
-def test_the_registry_parses_for_a_connection(services_stub):
+def test_the_provider_reads_a_delivery_to_a_connection(resources_stub):
     body, signature = fixture("subscriber_unsubscribed__single")
-    connection, services = services_stub("mailerlite", webhook_secret=SECRET)
-    events = providers.parse_delivery(connection, services, body=body,
-                                      headers={"Signature": signature})
+    connection, resources = resources_stub("mailerlite", webhook_secret=SECRET)
+    events = registry.get("mailerlite").read_webhook(connection, resources, body=body,
+                                                      headers={"Signature": signature})
     assert [e.email for e in events] == ["ann.lee@acme-corp.io"]
-    assert providers.provider_class("mailerlite").parse_webhook(
-        body, signature=signature, secret=SECRET) == events
+    assert parse_webhook(body, signature=signature, secret=SECRET) == events

@@ -2,9 +2,9 @@ import httpx2
 import pytest
 
 from backend.app import create_app
-from tests.kommo.fixtures import kommo, kommo_app, kommo_services, kommo_settings, outbound, web
+from tests.kommo.fixtures import kommo, kommo_app, kommo_resources, kommo_settings, outbound, web
 
-__all__ = ["kommo", "kommo_app", "kommo_services", "kommo_settings", "outbound", "web"]
+__all__ = ["kommo", "kommo_app", "kommo_resources", "kommo_settings", "outbound", "web"]
 
 
 @pytest.fixture

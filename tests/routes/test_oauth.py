@@ -10,7 +10,7 @@ import pytest
 import uvicorn
 from sqlmodel import select
 
-from backend import repository
+from backend import jobs, repository
 from backend.app import create_app
 from backend.kommo.oauth import sign_state
 from backend.models import AccountStatus, EspConnection, Job, JobState, MappingRule, utcnow
@@ -19,7 +19,6 @@ from backend.sandbox.kommo import KommoSandbox
 from backend.sandbox.kommo_store import KommoProblem
 from backend.security import hmac_sha256_hex
 from backend.settings import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET
-from backend.sync import jobs
 from tests.conftest import make_settings
 from tests.kommo.fixtures import (
     ACME,
@@ -36,25 +35,25 @@ SETTINGS = ["add_lead", "update_lead", "status_lead", "delete_lead", "add_contac
             "delete_contact"]
 
 
-async def account_row(services, account_id=ACME):
-    async with services.sessions() as session:
+async def account_row(resources, account_id=ACME):
+    async with resources.sessions() as session:
         return await repository.get_account(session, account_id)
 
 
-async def test_install_stores_the_account_and_subscribes_the_webhook(web, kommo, kommo_services, outbound):
+async def test_install_stores_the_account_and_subscribes_the_webhook(web, kommo, kommo_resources, outbound):
     started = utcnow()
     answer = await install(web, kommo)
     assert answer.status_code == 200 and "text/html" in answer.headers["content-type"]
     assert "<h1>mailsync is installed</h1>" in answer.text and "Acme Corp" in answer.text
     assert outbound.paths() == INSTALL_CALLS  # what one install costs
-    account = await account_row(kommo_services)
+    account = await account_row(kommo_resources)
     assert (account.host, account.subdomain, account.name, account.status) == (
         "acme.kommo.com", "acme", "Acme Corp", "active")
     assert account.kommo_webhook_registered is True
-    tokens = await stored_tokens(kommo_services)
+    tokens = await stored_tokens(kommo_resources)
     assert kommo.store.account_for_token(tokens.access_token.reveal()).id == ACME
     assert started + timedelta(hours=24) <= tokens.expires_at <= utcnow() + timedelta(hours=24)
-    async with kommo_services.sessions() as session:
+    async with kommo_resources.sessions() as session:
         row = await repository.get_kommo_token_row(session, ACME)
     assert tokens.access_token.reveal() not in row.access_token_enc  # encrypted at rest
     assert tokens.refresh_token.reveal() not in row.refresh_token_enc
@@ -63,13 +62,13 @@ async def test_install_stores_the_account_and_subscribes_the_webhook(web, kommo,
     assert (hook["destination"], hook["settings"], hook["disabled"]) == (destination, SETTINGS, False)
 
 
-async def test_access_denied_renders_a_page_and_calls_nobody(web, kommo_services, outbound):
+async def test_access_denied_renders_a_page_and_calls_nobody(web, kommo_resources, outbound):
     answer = await web.get("/oauth/kommo/callback", params={
         "error": "access_denied", "client_id": SANDBOX_CLIENT_ID, "state": "x"})
     assert answer.status_code == 200
     assert "Access was declined in Kommo" in answer.text
     assert outbound.requests == []
-    assert await account_row(kommo_services) is None
+    assert await account_row(kommo_resources) is None
 
 
 @pytest.mark.parametrize("referer", [
@@ -97,20 +96,20 @@ async def test_other_bad_callbacks_are_refused_before_any_outbound_call(web, kom
     assert outbound.requests == []
 
 
-async def test_a_signed_state_is_accepted(web, kommo, kommo_services):
-    state = sign_state(kommo_services, {"from": "site-button"})
+async def test_a_signed_state_is_accepted(web, kommo, kommo_resources):
+    state = sign_state(kommo_resources, {"from": "site-button"})
     answer = await install(web, kommo, state=state, client_id=SANDBOX_CLIENT_ID)
     assert answer.status_code == 200
 
 
-async def test_an_expired_code_shows_kommos_hint_in_plain_words(web, kommo, kommo_services, outbound):
+async def test_an_expired_code_shows_kommos_hint_in_plain_words(web, kommo, kommo_resources, outbound):
     code = kommo.store.authorize(ACME)
     kommo.store.clock = lambda: time.time() + 21 * 60
     answer = await web.get("/oauth/kommo/callback", params={"code": code, "referer": "acme.kommo.com"})
     assert answer.status_code == 400
     assert "The authorization code has expired (Kommo codes are valid for 20 minutes)." in answer.text
     assert outbound.paths() == ["POST /oauth2/access_token"]
-    assert await account_row(kommo_services) is None
+    assert await account_row(kommo_resources) is None
 
 
 async def test_a_used_code_says_so(web, kommo):
@@ -122,25 +121,25 @@ async def test_a_used_code_says_so(web, kommo):
 
 
 async def test_reinstall_keeps_configuration_and_does_not_subscribe_twice(
-        web, kommo, kommo_services, outbound):
+        web, kommo, kommo_resources, outbound):
     await install(web, kommo)
-    first = await account_row(kommo_services)
-    first_tokens = await stored_tokens(kommo_services)
+    first = await account_row(kommo_resources)
+    first_tokens = await stored_tokens(kommo_resources)
     rule = MappingRule(account_id=ACME, pipeline_id=7654321, status_id=142, action="segment", segment_id="g1")
-    async with kommo_services.sessions() as session, session.begin():
+    async with kommo_resources.sessions() as session, session.begin():
         await repository.replace_mapping(session, ACME, [rule])
         await repository.save_options(session, ACME, {"notes_on_sync": True})
         await repository.save_esp_connection(session, EspConnection(
-            account_id=ACME, kind="mailerlite", api_key_enc=kommo_services.vault.encrypt("k"),
+            account_id=ACME, kind="mailerlite", api_key_enc=kommo_resources.vault.encrypt("k"),
             hook_key="esp-hook-key"))
     outbound.requests.clear()
     answer = await install(web, kommo)
     assert answer.status_code == 200 and "mailsync is reconnected" in answer.text
     assert outbound.paths() == INSTALL_CALLS[:3]  # the webhook is already there
-    again = await account_row(kommo_services)
+    again = await account_row(kommo_resources)
     assert again.hook_key == first.hook_key and again.installed_at == first.installed_at
-    assert (await stored_tokens(kommo_services)).refresh_token != first_tokens.refresh_token
-    async with kommo_services.sessions() as session:
+    assert (await stored_tokens(kommo_resources)).refresh_token != first_tokens.refresh_token
+    async with kommo_resources.sessions() as session:
         assert [r.segment_id for r in await repository.get_mapping(session, ACME)] == ["g1"]
         assert await repository.get_options(session, ACME) == {"notes_on_sync": True}
         assert (await repository.get_esp_connection(session, ACME)).hook_key == "esp-hook-key"
@@ -157,7 +156,7 @@ async def test_a_disabled_webhook_is_subscribed_again_on_reinstall(web, kommo):
 
 
 async def test_a_refused_webhook_subscription_still_installs_with_a_warning(
-        web, kommo, kommo_services, monkeypatch):
+        web, kommo, kommo_resources, monkeypatch):
     def refuse(*args):
         raise KommoProblem(403, "Your plan does not include API webhooks")
 
@@ -165,7 +164,7 @@ async def test_a_refused_webhook_subscription_still_installs_with_a_warning(
     answer = await install(web, kommo)
     assert answer.status_code == 200
     assert "Kommo did not accept mailsync's webhook subscription" in answer.text
-    assert (await account_row(kommo_services)).kommo_webhook_registered is False
+    assert (await account_row(kommo_resources)).kommo_webhook_registered is False
 
 
 async def test_kommo_unreachable_renders_a_failure_page(web, kommo, monkeypatch):
@@ -186,9 +185,9 @@ def disconnect_params(account_id, *, secret=SANDBOX_CLIENT_SECRET, client_uuid=S
     return {"client_uuid": client_uuid, "account_id": str(account_id), "signature": signature}
 
 
-async def test_disconnect_erases_secrets_and_stops_jobs(web, kommo, kommo_services, outbound):
+async def test_disconnect_erases_secrets_and_stops_jobs(web, kommo, kommo_resources, outbound):
     await install(web, kommo)
-    async with kommo_services.sessions() as session, session.begin():
+    async with kommo_resources.sessions() as session, session.begin():
         await repository.replace_mapping(session, ACME, [
             MappingRule(account_id=ACME, pipeline_id=1, status_id=142, action="remove")])
         await repository.save_esp_connection(session, EspConnection(
@@ -200,9 +199,9 @@ async def test_disconnect_erases_secrets_and_stops_jobs(web, kommo, kommo_servic
                            headers={"User-Agent": "amoService-oAuth-Code-Sender/1.0"})
     assert (answer.status_code, answer.json()) == (200, {"account_id": ACME, "disconnected": True})
     assert outbound.requests == []  # Kommo already revoked the tokens: nothing to tell it
-    assert (await account_row(kommo_services)).status == AccountStatus.DISCONNECTED
-    assert await stored_tokens(kommo_services) is None
-    async with kommo_services.sessions() as session:
+    assert (await account_row(kommo_resources)).status == AccountStatus.DISCONNECTED
+    assert await stored_tokens(kommo_resources) is None
+    async with kommo_resources.sessions() as session:
         esp = await repository.get_esp_connection(session, ACME)  # kept for its hook key (410)
         assert (esp.api_key_enc, esp.webhook_secret_enc) == ("", None)
         assert len(await repository.get_mapping(session, ACME)) == 1
@@ -216,12 +215,12 @@ async def test_disconnect_erases_secrets_and_stops_jobs(web, kommo, kommo_servic
     {"client_uuid": "another-integration"},
     {"account_id": str(BETA)},  # a signature for another account
 ])
-async def test_a_bad_disconnect_signature_is_refused(web, kommo, kommo_services, change):
+async def test_a_bad_disconnect_signature_is_refused(web, kommo, kommo_resources, change):
     await install(web, kommo)
     answer = await web.get("/oauth/kommo/disconnect", params={**disconnect_params(ACME), **change})
     assert (answer.status_code, answer.json()["error"]["code"]) == (403, "bad_signature")
-    assert (await account_row(kommo_services)).status == AccountStatus.ACTIVE
-    assert await stored_tokens(kommo_services) is not None
+    assert (await account_row(kommo_resources)).status == AccountStatus.ACTIVE
+    assert await stored_tokens(kommo_resources) is not None
 
 
 async def test_a_signature_made_with_another_secret_is_refused(web):
@@ -234,7 +233,7 @@ async def test_disconnecting_an_unknown_account_is_a_no_op(web):
     assert (answer.status_code, answer.json()) == (200, {"account_id": 55555, "disconnected": False})
 
 
-async def test_an_account_reinstalls_after_a_disconnect(web, kommo, kommo_services, kommo_settings):
+async def test_an_account_reinstalls_after_a_disconnect(web, kommo, kommo_resources, kommo_settings):
     await install(web, kommo)
     await web.get("/oauth/kommo/disconnect", params=disconnect_params(ACME))
     token = widget_token(kommo_settings)
@@ -243,7 +242,7 @@ async def test_an_account_reinstalls_after_a_disconnect(web, kommo, kommo_servic
     assert (await install(web, kommo)).status_code == 200
     seen = await web.get("/api/widget/account", headers={"X-Auth-Token": token})
     assert seen.json()["status"] == "active"
-    assert (await account_row(kommo_services)).kommo_webhook_registered is True
+    assert (await account_row(kommo_resources)).kommo_webhook_registered is True
 
 
 # --- over real HTTP ---------------------------------------------------------------------------------

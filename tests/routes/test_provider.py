@@ -12,14 +12,13 @@ from joserfc import jwt
 from joserfc.jwk import OctKey
 from sqlmodel import select
 
-from backend import db, providers, repository
+from backend import db, jobs, repository
 from backend.app import create_app
 from backend.models import EspConnection, Job, MappingRule, utcnow
 from backend.sandbox.mailchimp import SANDBOX_API_KEY as MC_KEY
 from backend.sandbox.mailchimp import create_mailchimp_sandbox
 from backend.sandbox.mailerlite import SANDBOX_API_KEY as ML_KEY
 from backend.sandbox.mailerlite import SANDBOX_CLASSIC_KEY, create_mailerlite_sandbox
-from backend.sync import jobs
 from tests.conftest import make_settings
 
 ACCOUNT = 29085424
@@ -28,14 +27,14 @@ ACCOUNT = 29085424
 @dataclass
 class World:
     client: httpx2.AsyncClient
-    services: Any
+    resources: Any
     ml: Any
     mc: Any
     list_id: str
     hooks_seen: list[tuple[str, bool]]
 
     def token(self, *, admin: bool = True, account: int = ACCOUNT) -> dict[str, str]:
-        settings = self.services.settings
+        settings = self.resources.settings
         now = int(time.time())
         claims = {"aud": settings.public_origin, "nbf": now, "exp": now + 600,
                   "account_id": account, "user_id": 7, "is_admin": admin}
@@ -44,7 +43,7 @@ class World:
         return {"X-Auth-Token": token}
 
     async def connection(self) -> EspConnection | None:
-        async with self.services.sessions() as session:
+        async with self.resources.sessions() as session:
             return await repository.get_esp_connection(session, ACCOUNT)
 
     def outbound(self) -> int:
@@ -53,7 +52,6 @@ class World:
 
 @pytest.fixture
 async def world(database_url, engine) -> AsyncIterator[World]:
-    providers.clear_caches()
     settings = make_settings(database_url, MAILERLITE_API_BASE_URL="http://ml.sandbox/api",
                              MAILERLITE_CLASSIC_API_BASE_URL="http://ml.sandbox/api/v2",
                              MAILCHIMP_API_BASE_URL="http://mc.sandbox/{dc}/3.0")
@@ -83,7 +81,7 @@ async def world(database_url, engine) -> AsyncIterator[World]:
             await session.commit()
         async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app),
                                       base_url="http://testserver") as client:
-            yield World(client, app.state.services, ml_app.state.sandbox, mc_app.state.sandbox,
+            yield World(client, app.state.resources, ml_app.state.sandbox, mc_app.state.sandbox,
                         list_id, hooks_seen)
     await outbound.aclose()
     await validator.aclose()
@@ -98,8 +96,8 @@ async def test_connect_mailerlite_registers_a_signed_webhook(world):
     [hook] = world.ml.state.webhooks.values()
     assert hook["url"] == f"https://mailsync.test/webhooks/mailerlite/{row.hook_key}"
     assert (row.classic, row.webhook_id) == (False, hook["id"])
-    assert world.services.vault.decrypt(row.webhook_secret_enc) == hook["secret"]
-    assert world.services.vault.decrypt(row.api_key_enc) == ML_KEY
+    assert world.resources.vault.decrypt(row.webhook_secret_enc) == hook["secret"]
+    assert world.resources.vault.decrypt(row.api_key_enc) == ML_KEY
     assert hook["batchable"] is True and "subscriber.unsubscribed" in hook["events"]
     assert [(r.method, r.path) for r in world.ml.requests] == [
         ("GET", "/api/subscribers"), ("POST", "/api/webhooks")]
@@ -214,7 +212,7 @@ async def test_reconnecting_replaces_the_old_webhook(world):
                                json={"kind": "mailerlite", "api_key": ML_KEY})
     row = await world.connection()
     assert [h["id"] for h in world.ml.state.webhooks.values()] == [row.webhook_id]
-    async with world.services.sessions() as session:
+    async with world.resources.sessions() as session:
         rows = (await session.exec(select(EspConnection))).all()
     assert len(rows) == 1
 
@@ -224,7 +222,7 @@ async def test_a_new_key_clears_the_rejection_and_brings_waiting_jobs_forward(wo
     await world.client.put("/api/widget/provider", headers=headers,
                            json={"kind": "mailerlite", "api_key": ML_KEY})
     later = utcnow() + timedelta(hours=1)
-    async with world.services.sessions() as session, session.begin():
+    async with world.resources.sessions() as session, session.begin():
         assert await repository.mark_key_rejected(session, ACCOUNT)
         assert not await repository.mark_key_rejected(session, ACCOUNT)  # once per key
         await jobs.enqueue(session, [jobs.JobSpec(ACCOUNT, "reconcile_lead", "l:1", {"lead_id": 1})],
@@ -234,6 +232,6 @@ async def test_a_new_key_clears_the_rejection_and_brings_waiting_jobs_forward(wo
     answer = await world.client.put("/api/widget/provider", headers=headers,
                                     json={"kind": "mailerlite", "api_key": ML_KEY})
     assert answer.json()["provider"]["status"] == "ok"
-    async with world.services.sessions() as session:
+    async with world.resources.sessions() as session:
         [job] = (await session.exec(select(Job))).all()
     assert job.run_at <= utcnow()

@@ -22,20 +22,20 @@ def signature(name: str) -> str:
 
 @pytest.fixture
 async def esp(offline_app, offline_client):
-    services = offline_app.state.services
-    async with services.sessions() as session, session.begin():
+    resources = offline_app.state.resources
+    async with resources.sessions() as session, session.begin():
         for account_id, kind in ((1, "mailerlite"), (2, "mailchimp")):
             await repository.upsert_account(session, account_id, host="a.kommo.com", subdomain="a")
             await repository.save_esp_connection(session, EspConnection(
-                account_id=account_id, kind=kind, api_key_enc=services.vault.encrypt("key"),
-                webhook_secret_enc=services.vault.encrypt(ML_SECRET) if account_id == 1 else None,
+                account_id=account_id, kind=kind, api_key_enc=resources.vault.encrypt("key"),
+                webhook_secret_enc=resources.vault.encrypt(ML_SECRET) if account_id == 1 else None,
                 list_id="a6b5da1054" if kind == "mailchimp" else None,
                 hook_key=f"{kind}-hook-key"))
-    return offline_client, services
+    return offline_client, resources
 
 
-async def stored(services):
-    async with services.sessions() as session:
+async def stored(resources):
+    async with resources.sessions() as session:
         return ((await session.exec(select(InboxEvent))).all(),
                 (await session.exec(select(Job).order_by(Job.id))).all())
 
@@ -49,11 +49,11 @@ async def post_ml(client, name, sig):
 
 
 async def test_mailerlite_single_signed_event_enqueues_one_job(esp):
-    client, services = esp
+    client, resources = esp
     response = await post_ml(client, "subscriber_unsubscribed__single",
                              signature("mailerlite/subscriber_unsubscribed__single.signature"))
     assert (response.status_code, response.json()) == (200, {"accepted": 1})
-    inbox, jobs = await stored(services)
+    inbox, jobs = await stored(resources)
     assert len(inbox) == 1 and inbox[0].source == "mailerlite"
     [job] = jobs
     assert (job.kind, job.account_id, job.payload["kind"], job.payload["source"]) == (
@@ -62,11 +62,11 @@ async def test_mailerlite_single_signed_event_enqueues_one_job(esp):
 
 
 async def test_mailerlite_batch_enqueues_each_event_and_redelivery_adds_nothing(esp):
-    client, services = esp
+    client, resources = esp
     sig = signature("mailerlite/batched__bounced_and_spam.signature")
     assert (await post_ml(client, "batched__bounced_and_spam", sig)).json() == {"accepted": 2}
     assert (await post_ml(client, "batched__bounced_and_spam", sig)).json() == {"accepted": 0}
-    inbox, jobs = await stored(services)
+    inbox, jobs = await stored(resources)
     assert len(inbox) == 2
     assert sorted(j.payload["kind"] for j in jobs) == ["bounced", "spam_reported"]
 
@@ -77,12 +77,12 @@ async def test_mailerlite_batch_enqueues_each_event_and_redelivery_adds_nothing(
     ("0" * 64, 401, "bad_signature"),
 ])
 async def test_mailerlite_unsigned_or_forged_has_no_effect(esp, sig, status, code):
-    client, services = esp
+    client, resources = esp
     if sig and not sig.startswith("0"):
         sig = signature(f"mailerlite/{sig}.signature")
     response = await post_ml(client, "subscriber_unsubscribed__single", sig)
     assert (response.status_code, response.json()["error"]["code"]) == (status, code)
-    assert await stored(services) == ([], [])
+    assert await stored(resources) == ([], [])
 
 
 @pytest.mark.parametrize("name, kinds", [
@@ -93,12 +93,12 @@ async def test_mailerlite_unsigned_or_forged_has_no_effect(esp, sig, status, cod
     ("subscribe__signup", []),
 ])
 async def test_mailchimp_forms(esp, name, kinds):
-    client, services = esp
+    client, resources = esp
     response = await client.post("/webhooks/mailchimp/mailchimp-hook-key",
                                  content=body(f"mailchimp/{name}.txt"),
                                  headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert (response.status_code, response.json()) == (200, {"accepted": len(kinds)})
-    _, jobs = await stored(services)
+    _, jobs = await stored(resources)
     assert [j.payload["kind"] for j in jobs] == kinds
     assert all(j.account_id == 2 for j in jobs)
 
@@ -110,16 +110,16 @@ async def test_mailchimp_url_validation_get(esp):
 
 
 async def test_a_key_only_works_on_its_own_provider_route(esp):
-    client, services = esp
+    client, resources = esp
     response = await client.post("/webhooks/mailerlite/mailchimp-hook-key",
                                  content=body("mailerlite/subscriber_unsubscribed__single.json"))
     assert (response.status_code, response.json()["error"]["code"]) == (404, "unknown_hook")
-    assert await stored(services) == ([], [])
+    assert await stored(resources) == ([], [])
 
 
 async def test_disconnected_account_answers_410(esp):
-    client, services = esp
-    async with services.sessions() as session, session.begin():
+    client, resources = esp
+    async with resources.sessions() as session, session.begin():
         await repository.erase_account_secrets(session, 2)
     response = await client.post("/webhooks/mailchimp/mailchimp-hook-key",
                                  content=body("mailchimp/unsubscribe__manual.txt"))

@@ -5,7 +5,7 @@ import pytest
 from backend import repository
 from backend.kommo import tokens
 from backend.models import MappingRule, utcnow
-from backend.views import DEFAULT_OPTIONS
+from backend.sync.options import SyncOptions
 from tests.kommo.fixtures import (
     ACME,
     BETA,
@@ -23,7 +23,7 @@ STAGES = [{"id": 67548601, "name": "Incoming leads", "color": "#c1c1c1"},
 
 def body_of(account_id, subdomain, status="active", rules=()):
     return {"account_id": account_id, "subdomain": subdomain, "status": status, "provider": None,
-            "mapping": {"rules": list(rules)}, "options": DEFAULT_OPTIONS,
+            "mapping": {"rules": list(rules)}, "options": SyncOptions().to_json(),
             "stats": {"synced_contacts": 0, "pending_jobs": 0, "failed_jobs": 0, "last_sync_at": None}}
 
 
@@ -65,11 +65,11 @@ async def test_a_valid_token_for_an_account_not_installed_is_404(web, kommo_sett
     assert (answer.status_code, answer.json()["error"]["code"]) == (404, "account_not_found")
 
 
-async def test_account_b_never_sees_account_a(web, kommo, kommo_services, kommo_settings):
+async def test_account_b_never_sees_account_a(web, kommo, kommo_resources, kommo_settings):
     await install(web, kommo, ACME)
     await install(web, kommo, BETA)
     rule = MappingRule(account_id=ACME, pipeline_id=7654321, status_id=142, action="remove")
-    async with kommo_services.sessions() as session, session.begin():
+    async with kommo_resources.sessions() as session, session.begin():
         await repository.replace_mapping(session, ACME, [rule])
     kommo.store.account(BETA).pipelines[0]["name"] = "Beta pipeline"
     as_beta = {"X-Auth-Token": widget_token(kommo_settings, BETA, subdomain="beta")}
@@ -92,9 +92,9 @@ async def test_pipelines_are_read_live_with_the_accounts_token(web, kommo, kommo
     assert outbound.paths() == ["GET /api/v4/leads/pipelines"]
 
 
-async def test_needs_reauth_is_visible_and_pipelines_say_why(web, kommo, kommo_services, kommo_settings):
-    await seed_tokens(kommo_services, kommo)
-    await tokens.mark_needs_reauth(kommo_services, ACME)
+async def test_needs_reauth_is_visible_and_pipelines_say_why(web, kommo, kommo_resources, kommo_settings):
+    await seed_tokens(kommo_resources, kommo)
+    await tokens.mark_needs_reauth(kommo_resources, ACME)
     headers = {"X-Auth-Token": widget_token(kommo_settings, is_admin=False)}
     assert (await web.get("/api/widget/account", headers=headers)).json()["status"] == "needs_reauth"
     answer = await web.get("/api/widget/pipelines", headers=headers)
@@ -127,10 +127,10 @@ async def test_contact_fields_of_account_b_are_not_account_as(web, kommo, kommo_
     assert (await web.get("/api/widget/contact-fields", headers=as_acme)).json() == CONTACT_FIELDS
 
 
-async def test_contact_fields_say_why_when_kommo_access_was_lost(web, kommo, kommo_services,
+async def test_contact_fields_say_why_when_kommo_access_was_lost(web, kommo, kommo_resources,
                                                                  kommo_settings):
-    await seed_tokens(kommo_services, kommo)
-    await tokens.mark_needs_reauth(kommo_services, ACME)
+    await seed_tokens(kommo_resources, kommo)
+    await tokens.mark_needs_reauth(kommo_resources, ACME)
     answer = await web.get("/api/widget/contact-fields",
                            headers={"X-Auth-Token": widget_token(kommo_settings)})
     assert (answer.status_code, answer.json()["error"]["code"]) == (502, "needs_reauth")

@@ -2,7 +2,9 @@ from backend.kommo import types
 from backend.providers.base import Consent
 from backend.sync.desired import choose_email, has_consent, plan_contact, segment_change
 from backend.sync.mapping import Rule
-from backend.views import DEFAULT_OPTIONS
+from backend.sync.options import FieldMapEntry, SyncOptions
+
+DEFAULT_OPTIONS = SyncOptions()
 
 MANAGED = frozenset({"new", "qualified", "won"})
 
@@ -40,18 +42,18 @@ def test_plan_fields_and_skips():
 def test_consent_skip_or_pending():
     consent = types.FieldValues(99, None, "Consent", "checkbox", (types.FieldValue(True),))
     refused = types.FieldValues(99, None, "Consent", "checkbox", (types.FieldValue(False),))
-    options = {**DEFAULT_OPTIONS, "consent_field_id": 99}
+    options = SyncOptions(consent_field_id=99)
     assert has_consent(contact(fields=(consent,)), 99)
     assert not has_consent(contact(fields=(refused,)), 99)
     assert plan_contact(contact(fields=(refused,)), 1, options).skip_reason == "no consent"
-    pending = plan_contact(contact(), 1, {**options, "no_consent": "pending"})
+    pending = plan_contact(contact(), 1, SyncOptions(consent_field_id=99, no_consent="pending"))
     assert (pending.skip_reason, pending.consent) == (None, Consent.PENDING)
 
 
 def test_field_map_and_name_split():
     city = types.FieldValues(5, None, "City", "text", (types.FieldValue("Lisbon"),))
     plan = plan_contact(contact(fields=(city,), name="Ana Maria Silva"), 1,
-                        {**DEFAULT_OPTIONS, "field_map": [{"kommo_field_id": 5, "esp_field": "city"}]})
+                        SyncOptions(field_map=(FieldMapEntry(5, "city"),)))
     assert plan.fields["city"] == "Lisbon"
     assert (plan.fields["first_name"], plan.fields["last_name"]) == ("Ana", "Maria Silva")
 

@@ -6,9 +6,9 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import select
 
+from backend import jobs
+from backend.jobs import JobSpec
 from backend.models import Job, utcnow
-from backend.sync import jobs
-from backend.sync.jobs import JobSpec
 
 
 def lead_job(account_id, lead_id, **payload):

@@ -3,8 +3,8 @@ from types import SimpleNamespace as NS
 import pytest
 
 from backend.errors import Unprocessable
-from backend.sync.mapping import Rule, StageMapping, check_against, parse_options, parse_rules
-from backend.views import DEFAULT_OPTIONS
+from backend.sync.mapping import Rule, StageMapping, check_against, parse_rules
+from backend.sync.options import FieldMapEntry, SyncOptions
 
 PIPELINES = [NS(id=10, stages=[NS(id=100), NS(id=101), NS(id=142), NS(id=143)])]
 
@@ -48,11 +48,15 @@ def test_rules_are_checked_against_live_pipelines_and_segments(rule, message):
 
 
 def test_options_default_and_validate():
-    assert parse_options(None) == DEFAULT_OPTIONS
-    options = parse_options({"notes_on_sync": True, "new_contact_segment_id": 7,
-                             "field_map": [{"kommo_field_id": 5, "esp_field": " city "}]}, ["7"])
-    assert options["notes_on_sync"] is True and options["new_contact_segment_id"] == "7"
-    assert options["field_map"] == [{"kommo_field_id": 5, "esp_field": "city"}]
+    assert SyncOptions.parse(None) == SyncOptions()
+    options = SyncOptions.parse({"notes_on_sync": True, "new_contact_segment_id": 7,
+                                 "field_map": [{"kommo_field_id": 5, "esp_field": " city "}]}, ["7"])
+    assert options == SyncOptions(notes_on_sync=True, new_contact_segment_id="7",
+                                  field_map=(FieldMapEntry(5, "city"),))
+    assert SyncOptions.from_stored(options.to_json()) == options
+    assert options.to_json()["field_map"] == [{"kommo_field_id": 5, "esp_field": "city"}]
+    assert SyncOptions.from_stored({"notes_on_sync": True, "retired_option": 1}) == SyncOptions(
+        notes_on_sync=True)
 
 
 @pytest.mark.parametrize("options, message", [
@@ -64,4 +68,4 @@ def test_options_default_and_validate():
 ])
 def test_bad_options(options, message):
     with pytest.raises(Unprocessable, match=message):
-        parse_options(options, ["7"])
+        SyncOptions.parse(options, ["7"])

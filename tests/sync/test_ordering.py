@@ -48,10 +48,10 @@ async def test_final_state_follows_final_stages_whatever_the_order(world, histor
             due.setdefault(step + delays[step], []).append(lead_index)
             deliveries += 1
         for late in due.pop(step, []):
-            await reconcile.reconcile_lead(world.services, ACCOUNT, leads[late])
+            await reconcile.reconcile_lead(world.resources, ACCOUNT, leads[late])
     for step in sorted(due):
         for late in due[step]:
-            await reconcile.reconcile_lead(world.services, ACCOUNT, leads[late])
+            await reconcile.reconcile_lead(world.resources, ACCOUNT, leads[late])
     assert deliveries == 200
     for n in range(LEADS):
         final = moves[n][-1]

@@ -11,11 +11,11 @@ MAPPING = {QUALIFIED: "qualified", PROPOSAL: "proposal", WON: "won", LOST: "remo
 
 
 async def run_lead(world, lead_id):
-    await reconcile.reconcile_lead(world.services, ACCOUNT, lead_id)
+    await reconcile.reconcile_lead(world.resources, ACCOUNT, lead_id)
 
 
 async def run_contact(world, contact_id):
-    await reconcile.reconcile_contact(world.services, ACCOUNT, contact_id, {})
+    await reconcile.reconcile_contact(world.resources, ACCOUNT, contact_id)
 
 
 def active(world):

@@ -1,15 +1,17 @@
 """ESP → Kommo: opt-outs become one note per lead and the `email-opt-out` tag, exactly once."""
 
+from backend.providers.base import EspEvent
 from backend.sync import reverse
 from tests.sync.world import ACCOUNT, QUALIFIED, WON
 
 MAPPING = {QUALIFIED: "qualified", WON: "won"}
 
 
-def event(world, email="jane@shop.io", key="evt-1", kind="unsubscribed"):
-    return {"source": world.kind, "kind": kind, "email": email, "new_email": None,
-            "subscriber_id": "1", "occurred_at": "2026-03-26T21:40:57+00:00", "reason": "manual",
-            "raw_type": kind, "dedupe_key": key}
+def event(world, email="jane@shop.io", key="evt-1", kind="unsubscribed", new_email=None):
+    return EspEvent.from_payload({
+        "source": world.kind, "kind": kind, "email": email, "new_email": new_email,
+        "subscriber_id": "1", "occurred_at": "2026-03-26T21:40:57+00:00", "reason": "manual",
+        "raw_type": kind, "dedupe_key": key})
 
 
 async def test_unsubscribe_three_deliveries_one_note_per_lead_and_the_tag(world):
@@ -37,7 +39,7 @@ async def test_a_retried_job_adds_no_second_note(world):
     contact = world.contact()
     world.lead(QUALIFIED, [contact])
     for _ in range(2):
-        await reverse.apply_esp_event(world.services, ACCOUNT, event(world))
+        await reverse.apply_esp_event(world.resources, ACCOUNT, event(world))
     assert len(world.notes()) == 1
 
 
@@ -47,9 +49,9 @@ async def test_known_contacts_are_found_without_a_search(world):
     lead = world.lead(QUALIFIED, [contact])
     from backend.sync import reconcile
 
-    await reconcile.reconcile_lead(world.services, ACCOUNT, lead)
+    await reconcile.reconcile_lead(world.resources, ACCOUNT, lead)
     world.router.requests.clear()
-    await reverse.apply_esp_event(world.services, ACCOUNT, event(world))
+    await reverse.apply_esp_event(world.resources, ACCOUNT, event(world))
     queries = [r.url.params.get("query") for r in world.kommo_requests()]
     # contacts by id (with their tags and leads), the notes, the tag write
     assert [f"{r.method} {r.url.path}" for r in world.kommo_requests()] == [
@@ -59,7 +61,7 @@ async def test_known_contacts_are_found_without_a_search(world):
 
 async def test_address_nobody_has_is_recorded_as_skipped(world):
     await world.map(MAPPING)
-    await reverse.apply_esp_event(world.services, ACCOUNT, event(world, email="ghost@shop.io"))
+    await reverse.apply_esp_event(world.resources, ACCOUNT, event(world, email="ghost@shop.io"))
     assert world.notes() == []
     [skipped] = await world.activity()
     assert skipped.outcome == "skipped" and "no Kommo contact has this address" in skipped.summary
@@ -69,10 +71,10 @@ async def test_after_an_address_change_the_old_address_is_not_recreated(world):
     await world.map(MAPPING)
     contact = world.contact()
     lead = world.lead(QUALIFIED, [contact])
-    await reverse.apply_esp_event(world.services, ACCOUNT, {
-        **event(world, kind="email_changed"), "new_email": "jane@elsewhere.io"})
+    await reverse.apply_esp_event(world.resources, ACCOUNT, event(
+        world, kind="email_changed", new_email="jane@elsewhere.io"))
     from backend.sync import reconcile
 
-    await reconcile.reconcile_lead(world.services, ACCOUNT, lead)
+    await reconcile.reconcile_lead(world.resources, ACCOUNT, lead)
     assert world.subscriber("jane@shop.io") == (None, set())
     assert (await world.activity())[-1].summary.startswith("skipped: the address was changed")

@@ -7,12 +7,11 @@ import httpx2
 import pytest
 from sqlmodel import select
 
-from backend import providers, repository
+from backend import connections, jobs, repository
+from backend.jobs import JobSpec
 from backend.models import Activity, ContactState, InboxEvent, Job
 from backend.sandbox.kommo_store import PIPELINE_ID
-from backend.sync import jobs
-from backend.sync.jobs import JobSpec
-from backend.views import DEFAULT_OPTIONS
+from backend.sync.options import SyncOptions
 from tests.kommo.fixtures import widget_token
 from tests.sync.world import ACCOUNT, INCOMING, LOST, PROPOSAL, QUALIFIED, WON
 
@@ -26,9 +25,9 @@ NO_TOKEN = {"error": {"code": "invalid_token", "message": "the X-Auth-Token head
 async def widget(world):
     """A client of our app. Mailchimp tags exist only once created, so create the world's."""
     if world.kind == "mailchimp":
-        async with world.services.sessions() as session:
+        async with world.resources.sessions() as session:
             connection = await repository.get_esp_connection(session, ACCOUNT)
-        provider = providers.build(connection, world.services)
+        provider = connections.provider_for(connection, world.resources)
         for name in world.segments:
             await provider.create_segment(name)
     world.router.requests.clear()
@@ -38,7 +37,7 @@ async def widget(world):
 
 
 def user(world, *, admin=True, account=ACCOUNT):
-    return {"X-Auth-Token": widget_token(world.services.settings, account, is_admin=admin)}
+    return {"X-Auth-Token": widget_token(world.resources.settings, account, is_admin=admin)}
 
 
 def esp_calls(world):
@@ -59,13 +58,13 @@ def provider_body(world):
 def account_body(world, rules=(), options=None):
     return {"account_id": ACCOUNT, "subdomain": "acme", "status": "active",
             "provider": provider_body(world), "mapping": {"rules": list(rules)},
-            "options": options or DEFAULT_OPTIONS,
+            "options": options or SyncOptions().to_json(),
             "stats": {"synced_contacts": 0, "pending_jobs": 0, "failed_jobs": 0,
                       "last_sync_at": None}}
 
 
 async def add_account(world, account_id):
-    async with world.services.sessions() as session, session.begin():
+    async with world.resources.sessions() as session, session.begin():
         await repository.upsert_account(session, account_id, host="beta.kommo.com", subdomain="beta")
 
 
@@ -85,14 +84,14 @@ async def test_a_valid_mapping_is_stored_and_answered(world, widget):
     answer = await widget.put("/api/widget/mapping", json=sent, headers=user(world))
     stored_rules = [rule(WON, segment=seg["won"]), rule(LOST, "remove"),
                     rule(QUALIFIED, segment=seg["qualified"]), rule(PROPOSAL, "unsubscribe")]
-    options = {**DEFAULT_OPTIONS, "notes_on_sync": True, "new_contact_segment_id": seg["vip"]}
+    options = {**SyncOptions().to_json(), "notes_on_sync": True, "new_contact_segment_id": seg["vip"]}
     expected = account_body(world, stored_rules, options)
     assert (answer.status_code, answer.json()) == (200, expected)
     assert kommo_calls(world) == KOMMO_PIPELINES
     assert len(esp_calls(world)) == 1 and esp_calls(world)[0].startswith("GET ")
     again = await widget.get("/api/widget/account", headers=user(world, admin=False))
     assert again.json() == expected
-    async with world.services.sessions() as session:
+    async with world.resources.sessions() as session:
         labels = await repository.get_labels(session, ACCOUNT)
     name = str.title if world.kind == "mailerlite" else str
     assert labels == {  # for the activity's words; Proposal and Lost name no segment but are stages
@@ -150,14 +149,14 @@ async def test_an_invalid_mapping_is_refused_and_nothing_is_stored(world, widget
 
 
 async def test_a_mapping_needs_a_connected_email_platform(world, widget):
-    async with world.services.sessions() as session, session.begin():
+    async with world.resources.sessions() as session, session.begin():
         await repository.delete_esp_connection(session, ACCOUNT)
     answer = await widget.put("/api/widget/mapping", json={"rules": [rule(LOST, "remove")]},
                               headers=user(world))
     assert (answer.status_code, answer.json()) == (422, {"error": {
         "code": "invalid_mapping", "message": "connect an email platform first"}})
     assert world.router.requests == []
-    async with world.services.sessions() as session:
+    async with world.resources.sessions() as session:
         assert await repository.get_mapping(session, ACCOUNT) == []
 
 
@@ -175,7 +174,7 @@ async def test_only_admins_change_the_mapping(world, widget):
     assert (answer.status_code, answer.json()) == (403, {"error": {
         "code": "admin_required", "message": "only account administrators can change mailsync settings"}})
     assert world.router.requests == []
-    async with world.services.sessions() as session:
+    async with world.resources.sessions() as session:
         assert await repository.get_mapping(session, ACCOUNT) == []
         assert await repository.get_options(session, ACCOUNT) == {}
 
@@ -197,7 +196,7 @@ async def seed_activity(world):
                            outcome="skipped")),
     ]
     await add_account(world, OTHER)
-    async with world.services.sessions() as session, session.begin():
+    async with world.resources.sessions() as session, session.begin():
         for account_id, row in rows:
             await repository.add_activity(session, account_id, row)
 
@@ -252,7 +251,7 @@ async def seed_contact(world, contact_id=4242, **fields):
     state = ContactState(account_id=ACCOUNT, contact_id=contact_id, email="Jane.Doe@shop.io",
                          esp_status="active", segments=[world.segments["qualified"]], lead_id=11,
                          last_synced_at=AT, **fields)
-    async with world.services.sessions() as session, session.begin():
+    async with world.resources.sessions() as session, session.begin():
         await repository.save_contact_state(session, state)
 
 
@@ -293,13 +292,13 @@ async def test_account_b_never_sees_account_as_contact(world, widget):
 
 
 async def pending_jobs(world):
-    async with world.services.sessions() as session:
+    async with world.resources.sessions() as session:
         rows = (await session.exec(select(Job).where(Job.state == "pending"))).all()
     return [(j.account_id, j.kind, j.coalesce_key, j.payload) for j in rows]
 
 
 async def inbox_sources(world):
-    async with world.services.sessions() as session:
+    async with world.resources.sessions() as session:
         return [e.source for e in (await session.exec(select(InboxEvent))).all()]
 
 
@@ -320,7 +319,7 @@ async def test_resync_of_a_lead_queues_one_job_that_reconciles_it(world, widget)
 
 async def test_resync_coalesces_with_a_job_already_pending(world, widget):
     contact = world.contact()
-    async with world.services.sessions() as session, session.begin():
+    async with world.resources.sessions() as session, session.begin():
         await jobs.enqueue(session, [JobSpec(ACCOUNT, "reconcile_contact",
                                              f"reconcile_contact:{ACCOUNT}:{contact}",
                                              {"contact_id": contact, "action": "update"})])
@@ -367,7 +366,7 @@ async def test_no_or_a_forged_token_is_401(world, widget, method, path, body):
     await seed_contact(world)
     missing = await widget.request(method, path, json=body)
     assert (missing.status_code, missing.json()) == (401, NO_TOKEN)
-    forged = {"X-Auth-Token": widget_token(world.services.settings, ACCOUNT,
+    forged = {"X-Auth-Token": widget_token(world.resources.settings, ACCOUNT,
                                            secret="someone-elses-secret-0123456789abcdef")}
     answer = await widget.request(method, path, json=body, headers=forged)
     assert (answer.status_code, answer.json()["error"]["code"]) == (401, "invalid_token")

@@ -1,4 +1,4 @@
-"""A whole small world for sync tests: our services, the simulated Kommo and one simulated ESP,
+"""A whole small world for sync tests: our resources, the simulated Kommo and one simulated ESP,
 wired by host name over in-process ASGI transports, with every outbound request recorded."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx2
 
-from backend import providers, repository
+from backend import jobs, repository
 from backend.app import create_app
 from backend.models import EspConnection, MappingRule
 from backend.sandbox.kommo import KommoSandbox
@@ -20,7 +20,7 @@ from backend.sandbox.mailchimp import create_mailchimp_sandbox
 from backend.sandbox.mailerlite import SANDBOX_API_KEY as ML_KEY
 from backend.sandbox.mailerlite import create_mailerlite_sandbox
 from backend.security import hmac_sha256_hex
-from backend.sync import jobs
+from backend.sync.handlers import HANDLERS
 from backend.worker import Worker
 from tests.conftest import make_settings
 from tests.kommo.fixtures import seed_tokens
@@ -51,7 +51,7 @@ class Router(httpx2.AsyncBaseTransport):
 class World:
     kind: str
     app: Any
-    services: Any
+    resources: Any
     kommo: KommoSandbox
     esp: Any  # MailerLiteSandbox | MailchimpSandbox
     router: Router
@@ -111,7 +111,7 @@ class World:
 
     async def map(self, rules: dict[int, str | None], **options: Any) -> None:
         """stage → segment name, or "remove"/"unsubscribe"."""
-        async with self.services.sessions() as session, session.begin():
+        async with self.resources.sessions() as session, session.begin():
             await repository.replace_mapping(session, ACCOUNT, [
                 MappingRule(account_id=ACCOUNT, pipeline_id=PIPELINE_ID, status_id=stage,
                             action=target if target in ("remove", "unsubscribe") else "segment",
@@ -129,7 +129,7 @@ class World:
                                               for s in pipeline["_embedded"]["statuses"]}}
 
     async def state(self, contact_id: int):
-        async with self.services.sessions() as session:
+        async with self.resources.sessions() as session:
             return await repository.get_contact_state(session, ACCOUNT, contact_id)
 
     async def deliver_opt_out(self, email: str, *, times: int = 1) -> list[int]:
@@ -153,7 +153,7 @@ class World:
     async def drain(self) -> None:
         """Run the worker until no job is pending or running."""
         stop = asyncio.Event()
-        worker = Worker(self.services, concurrency=4, poll_interval=0.01)
+        worker = Worker(self.resources, concurrency=4, poll_interval=0.01, handlers=HANDLERS)
         task = asyncio.create_task(worker.run(stop))
         try:
             await eventually(self._queue_empty, message="the queue did not drain")
@@ -162,19 +162,18 @@ class World:
             await task
 
     async def _queue_empty(self) -> bool:
-        async with self.services.sessions() as session:
+        async with self.resources.sessions() as session:
             counts = await jobs.counts_by_state(session)
         return not counts.get("pending") and not counts.get("running")
 
     async def activity(self):
-        async with self.services.sessions() as session:
+        async with self.resources.sessions() as session:
             return list(reversed(await repository.list_activity(session, ACCOUNT, limit=500)))
 
 
 async def open_world(kind: str, database_url: str, engine, *, segments=("qualified", "proposal",
                      "won", "vip")):
     """Yields a ready World (used by the fixture in tests/sync/conftest.py)."""
-    providers.clear_caches()
     kommo = KommoSandbox(rate_limit=10_000)
     kommo.store.add_account(ACCOUNT, "acme", "Acme Corp")
     esp_app = (create_mailerlite_sandbox(rate_limit=100_000) if kind == "mailerlite"
@@ -187,17 +186,16 @@ async def open_world(kind: str, database_url: str, engine, *, segments=("qualifi
     async with httpx2.AsyncClient(transport=router) as http_client:
         app = create_app(settings, engine=engine, http_client=http_client)
         async with app.router.lifespan_context(app):
-            world = World(kind=kind, app=app, services=app.state.services, kommo=kommo,
+            world = World(kind=kind, app=app, resources=app.state.resources, kommo=kommo,
                           esp=esp_app.state.sandbox, router=router)
             await _connect(world, segments)
             router.requests.clear()
             yield world
-    providers.clear_caches()
 
 
 async def _connect(world: World, segments) -> None:
-    services = world.services
-    await seed_tokens(services, world.kommo, ACCOUNT)
+    resources = world.resources
+    await seed_tokens(resources, world.kommo, ACCOUNT)
     if world.kind == "mailerlite":
         world.segments = {name: world.esp.add_group(name.title()) for name in segments}
         key, list_id = ML_KEY, None
@@ -205,8 +203,8 @@ async def _connect(world: World, segments) -> None:
         world.list_id = list_id = world.esp.add_audience("Customers").id
         world.segments = {name: name for name in segments}
         key = MC_KEY
-    async with services.sessions() as session, session.begin():
+    async with resources.sessions() as session, session.begin():
         await repository.save_esp_connection(session, EspConnection(
-            account_id=ACCOUNT, kind=world.kind, api_key_enc=services.vault.encrypt(key),
+            account_id=ACCOUNT, kind=world.kind, api_key_enc=resources.vault.encrypt(key),
             list_id=list_id, hook_key=f"{world.kind}-hook",
-            webhook_secret_enc=services.vault.encrypt(WEBHOOK_SECRET)))
+            webhook_secret_enc=resources.vault.encrypt(WEBHOOK_SECRET)))

@@ -65,7 +65,7 @@ class MailchimpApi:
                  limiter: RateLimiter | LocalRateLimiter | None = None) -> None:
         self.dc = data_centre(api_key)
         self.base_url = base_url_template.replace("{dc}", self.dc).rstrip("/")
-        self._client = client
+        self.client = client
         self._auth = httpx2.BasicAuth("mailsync", api_key)
         self._limiter = limiter
         self.key_id = key_hash(api_key)
@@ -75,7 +75,7 @@ class MailchimpApi:
         permit = (self._limiter.slot(f"{SERVICE}:{self.key_id}", MAX_CONCURRENT)
                   if self._limiter is not None else _semaphore(self.key_id))
         async with permit:
-            response = await http.send(self._client, method, self.base_url + path,
+            response = await http.send(self.client, method, self.base_url + path,
                                        service=SERVICE, auth=self._auth, json=json, params=params,
                                        headers={"Accept": "application/json"})
         if response.status_code >= 400:
@@ -114,6 +114,3 @@ def error_from(response: httpx2.Response) -> UpstreamError:
         return PermanentRefusal(message, service=SERVICE, status=400)
     return http.error_for(response, service=SERVICE, message=message)
 
-
-def clear_state() -> None:
-    _SEMAPHORES.clear()

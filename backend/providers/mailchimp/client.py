@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx2
 
@@ -22,6 +22,7 @@ from backend.errors import (
 from backend.providers import cache
 from backend.providers.base import (
     BulkResult,
+    EspEvent,
     EspList,
     EspStatus,
     Segment,
@@ -34,6 +35,10 @@ from backend.providers.base import (
 from backend.providers.mailchimp import webhooks
 from backend.providers.mailchimp.api import SERVICE, MailchimpApi, subscriber_hash
 from backend.ratelimit import RateLimiter
+
+if TYPE_CHECKING:
+    from backend.models import EspConnection
+    from backend.resources import Resources
 
 MERGE_TAGS = {"first_name": "FNAME", "last_name": "LNAME", "phone": "PHONE", "company": "COMPANY",
               "kommo_contact_id": "KOMMOCID", "kommo_lead_id": "KOMMOLID"}
@@ -65,10 +70,33 @@ def merge_tag(name: str) -> str:
 
 class MailchimpProvider:
     kind: ClassVar[str] = "mailchimp"
+    family: ClassVar[str] = "mailchimp"
+    service: ClassVar[str] = SERVICE
     display_name: ClassVar[str] = "Mailchimp"
     segment_noun: ClassVar[str] = "tag"
     key_help: ClassVar[str] = "Profile → Extras → API keys"
+    uses_lists: ClassVar[bool] = True  # members live in the audience the admin chooses
+    answers_url_check: ClassVar[bool] = True  # Mailchimp GETs the URL before it accepts it
     parse_webhook = staticmethod(webhooks.parse_webhook)
+
+    @staticmethod
+    def recognises_key(api_key: str) -> bool | None:
+        return None  # the only Mailchimp API: nothing to choose between
+
+    @classmethod
+    def from_key(cls, resources: Resources, api_key: str, *, list_id: str | None = None
+                 ) -> MailchimpProvider:
+        return cls(resources.http, base_url=resources.settings.mailchimp_api_base_url,
+                   api_key=api_key, list_id=list_id, limiter=resources.limiter)
+
+    @classmethod
+    def read_webhook(cls, connection: EspConnection, resources: Resources, *, body: bytes,
+                     headers: Mapping[str, str]) -> list[EspEvent]:
+        """Unsigned: the unguessable hook key in the URL is the secret."""
+        return webhooks.parse_webhook(body)
+
+    def connection_fields(self) -> dict[str, Any]:
+        return {"dc": self.dc}
 
     def __init__(self, client: httpx2.AsyncClient, *, base_url: str, api_key: str,
                  list_id: str | None = None, limiter: RateLimiter | None = None,
@@ -153,16 +181,16 @@ class MailchimpProvider:
             if tag not in known:
                 await self._create_merge_field(tag, known)
                 known = known | {tag}
-                cache.put(self._cache_key, known)
+                cache.put(self.api.client, self._cache_key, known)
         return wanted
 
     async def _merge_tags(self) -> frozenset[str]:
-        known = cache.get(self._cache_key)
+        known = cache.get(self.api.client, self._cache_key)
         if known is None:
             body = await self.api.call("GET", f"{self._list()}/merge-fields",
                                        params={"count": 1000, "fields": "merge_fields.tag"})
             known = frozenset(str(f["tag"]) for f in body.get("merge_fields") or [])
-            cache.put(self._cache_key, known)
+            cache.put(self.api.client, self._cache_key, known)
         return known
 
     async def _create_merge_field(self, tag: str, known: frozenset[str]) -> None:

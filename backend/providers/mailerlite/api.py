@@ -9,7 +9,9 @@ spending a call that would only come back 429.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
+import weakref
 from typing import Any
 
 import httpx2
@@ -23,8 +25,20 @@ RATE_PER_SECOND = 110 / 60
 BURST = 10
 WINDOW_SECONDS = 60.0
 
-# key hash → monotonic time until which MailerLite told us the budget is spent (per process).
-_EXHAUSTED: dict[str, float] = {}
+# Per HTTP client (one per process): key hash → monotonic time until which MailerLite told us
+# the key's budget is spent.
+_EXHAUSTED: weakref.WeakKeyDictionary[httpx2.AsyncClient, dict[str, float]] = weakref.WeakKeyDictionary()
+
+
+CLASSIC_KEY = re.compile(r"^[0-9a-fA-F]{32}$")
+JWT_KEY = re.compile(r"^eyJ[\w-]*\.[\w-]+\.[\w-]+$")
+
+
+def key_shape(api_key: str) -> str | None:
+    """"classic" (32 hex characters), "jwt" (the new API's keys) or None when unsure."""
+    if CLASSIC_KEY.match(api_key):
+        return "classic"
+    return "jwt" if JWT_KEY.match(api_key) else None
 
 
 def key_hash(api_key: str) -> str:
@@ -35,7 +49,7 @@ def key_hash(api_key: str) -> str:
 class MailerLiteApi:
     def __init__(self, client: httpx2.AsyncClient, base_url: str, api_key: str, *,
                  classic: bool = False, limiter: RateLimiter | None = None) -> None:
-        self._client = client
+        self.client = client
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
         self.classic = classic
@@ -56,7 +70,7 @@ class MailerLiteApi:
         """(status, parsed body or None); 4xx/5xx raise."""
         await self._take_budget()
         response = await http.send(
-            self._client, method, self.base_url + path, service=SERVICE, headers=self._headers(),
+            self.client, method, self.base_url + path, service=SERVICE, headers=self._headers(),
             json=json, params=params)
         self._note_remaining(response)
         if response.status_code >= 400:
@@ -70,7 +84,7 @@ class MailerLiteApi:
                                       service=SERVICE, status=response.status_code) from None
 
     async def _take_budget(self) -> None:
-        until = _EXHAUSTED.get(self.key_id, 0.0)
+        until = _EXHAUSTED.get(self.client, {}).get(self.key_id, 0.0)
         left = until - time.monotonic()
         if left > 0:
             raise UpstreamRateLimited("MailerLite says the budget of this key is spent "
@@ -83,9 +97,9 @@ class MailerLiteApi:
     def _note_remaining(self, response: httpx2.Response) -> None:
         remaining = response.headers.get("X-RateLimit-Remaining")
         if remaining is not None and remaining.strip() == "0" and response.status_code != 429:
-            _EXHAUSTED[self.key_id] = time.monotonic() + WINDOW_SECONDS
+            _EXHAUSTED.setdefault(self.client, {})[self.key_id] = time.monotonic() + WINDOW_SECONDS
         elif remaining is not None:
-            _EXHAUSTED.pop(self.key_id, None)
+            _EXHAUSTED.get(self.client, {}).pop(self.key_id, None)
 
 
 def vendor_message(response: httpx2.Response) -> str:
@@ -114,6 +128,3 @@ def error_from(response: httpx2.Response) -> UpstreamError:
         text = f"{text} (MailerLite allows 5 imports per minute)"
     return http.error_for(response, service=SERVICE, message=text)
 
-
-def clear_state() -> None:
-    _EXHAUSTED.clear()

@@ -13,7 +13,7 @@ import contextlib
 import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
 import httpx2
@@ -39,10 +39,14 @@ from backend.providers.base import (
     Webhook,
     lower,
 )
-from backend.providers.mailerlite.api import SERVICE, MailerLiteApi
+from backend.providers.mailerlite.api import SERVICE, MailerLiteApi, key_shape
 from backend.providers.mailerlite.client import DEFAULT_KEYS, resolve_field
 from backend.providers.mailerlite.webhooks import load_json, parse_events
 from backend.ratelimit import RateLimiter
+
+if TYPE_CHECKING:
+    from backend.models import EspConnection
+    from backend.resources import Resources
 
 SOURCE = "mailerlite"
 WEBHOOK_EVENTS = ["subscriber.unsubscribe", "subscriber.bounce", "subscriber.complaint",
@@ -82,12 +86,38 @@ def parse_webhook(body: bytes, *, signature: str | None, secret: str) -> list[Es
 
 
 class MailerLiteClassicProvider:
-    kind: ClassVar[str] = "mailerlite"
+    kind: ClassVar[str] = "mailerlite_classic"
+    family: ClassVar[str] = "mailerlite"  # admins choose "MailerLite"; the key tells which API
+    service: ClassVar[str] = SERVICE
     label: ClassVar[str] = "MailerLite Classic"
     display_name: ClassVar[str] = "MailerLite"
     segment_noun: ClassVar[str] = "group"
     key_help: ClassVar[str] = "Integrations → Developer API"
+    uses_lists: ClassVar[bool] = False
+    answers_url_check: ClassVar[bool] = False
     parse_webhook = staticmethod(parse_webhook)
+
+    @staticmethod
+    def recognises_key(api_key: str) -> bool | None:
+        shape = key_shape(api_key)
+        return None if shape is None else shape == "classic"
+
+    @classmethod
+    def from_key(cls, resources: Resources, api_key: str, *, list_id: str | None = None
+                 ) -> MailerLiteClassicProvider:
+        return cls(resources.http, base_url=resources.settings.mailerlite_classic_api_base_url,
+                   api_key=api_key, limiter=resources.limiter)
+
+    @classmethod
+    def read_webhook(cls, connection: EspConnection, resources: Resources, *, body: bytes,
+                     headers: Mapping[str, str]) -> list[EspEvent]:
+        """Classic signs with the account's API key."""
+        signature = headers.get("X-MailerLite-Signature") or headers.get("Signature")
+        return parse_webhook(body, signature=signature,
+                             secret=resources.vault.decrypt(connection.api_key_enc))
+
+    def connection_fields(self) -> dict[str, Any]:
+        return {"classic": True}
 
     def __init__(self, client: httpx2.AsyncClient, *, base_url: str, api_key: str,
                  limiter: RateLimiter | None = None) -> None:
@@ -119,13 +149,13 @@ class MailerLiteClassicProvider:
     async def ensure_fields(self, names: Sequence[str]) -> Mapping[str, str]:
         if not names:
             return {}
-        known = cache.get(self._cache_key)
+        known = cache.get(self.api.client, self._cache_key)
         if known is None:
             known = {}
             for item in await self.api.call("GET", "/fields") or []:
                 known[str(item["key"])] = str(item["key"])
                 known.setdefault(str(item.get("title", "")).casefold(), str(item["key"]))
-            cache.put(self._cache_key, known)
+            cache.put(self.api.client, self._cache_key, known)
         resolved: dict[str, str] = {}
         for name in names:
             key = resolve_field(name, known)
@@ -133,7 +163,7 @@ class MailerLiteClassicProvider:
                 created = await self.api.call("POST", "/fields", json={"title": name, "type": "TEXT"})
                 key = str(created["key"])
                 known = {**known, key: key, name.casefold(): key}
-                cache.put(self._cache_key, known)
+                cache.put(self.api.client, self._cache_key, known)
             resolved[name] = key
         return resolved
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
 import httpx2
@@ -20,6 +20,7 @@ from backend.providers import cache
 from backend.providers.base import (
     BulkResult,
     Consent,
+    EspEvent,
     EspList,
     EspStatus,
     Segment,
@@ -30,8 +31,12 @@ from backend.providers.base import (
     vendor_fields,
 )
 from backend.providers.mailerlite import webhooks
-from backend.providers.mailerlite.api import SERVICE, MailerLiteApi
+from backend.providers.mailerlite.api import SERVICE, MailerLiteApi, key_shape
 from backend.ratelimit import RateLimiter
+
+if TYPE_CHECKING:
+    from backend.models import EspConnection
+    from backend.resources import Resources
 
 # Neutral names → MailerLite default field keys (checked against `GET /fields`, never assumed).
 DEFAULT_KEYS = {"first_name": "name", "last_name": "last_name", "phone": "phone",
@@ -60,11 +65,37 @@ def parse_webhook_object(data: Mapping[str, Any]) -> Webhook:
 
 class MailerLiteProvider:
     kind: ClassVar[str] = "mailerlite"
+    family: ClassVar[str] = "mailerlite"
+    service: ClassVar[str] = SERVICE
     label: ClassVar[str] = "MailerLite"
     display_name: ClassVar[str] = "MailerLite"
     segment_noun: ClassVar[str] = "group"
     key_help: ClassVar[str] = "Integrations → API"
+    uses_lists: ClassVar[bool] = False
+    answers_url_check: ClassVar[bool] = False
     parse_webhook = staticmethod(webhooks.parse_webhook)
+
+    @staticmethod
+    def recognises_key(api_key: str) -> bool | None:
+        shape = key_shape(api_key)
+        return None if shape is None else shape == "jwt"
+
+    @classmethod
+    def from_key(cls, resources: Resources, api_key: str, *, list_id: str | None = None
+                 ) -> MailerLiteProvider:
+        return cls(resources.http, base_url=resources.settings.mailerlite_api_base_url,
+                   api_key=api_key, limiter=resources.limiter)
+
+    @classmethod
+    def read_webhook(cls, connection: EspConnection, resources: Resources, *, body: bytes,
+                     headers: Mapping[str, str]) -> list[EspEvent]:
+        """Signed with the secret MailerLite gave when we registered the webhook."""
+        secret = resources.vault.decrypt(connection.webhook_secret_enc or "") \
+            if connection.webhook_secret_enc else ""
+        return webhooks.parse_webhook(body, signature=headers.get("Signature"), secret=secret)
+
+    def connection_fields(self) -> dict[str, Any]:
+        return {}
 
     def __init__(self, client: httpx2.AsyncClient, *, base_url: str, api_key: str,
                  limiter: RateLimiter | None = None) -> None:
@@ -118,18 +149,18 @@ class MailerLiteProvider:
                 body = await self.api.call("POST", "/fields", json={"name": name, "type": "text"})
                 key = str(body["data"]["key"])
                 known = {**known, key: key, name.casefold(): key}
-                cache.put(self._cache_key, known)
+                cache.put(self.api.client, self._cache_key, known)
             resolved[name] = key
         return resolved
 
     async def _field_keys(self) -> dict[str, str]:
-        known = cache.get(self._cache_key)
+        known = cache.get(self.api.client, self._cache_key)
         if known is None:
             known = {}
             for item in await self._pages("/fields", {}):
                 known[str(item["key"])] = str(item["key"])
                 known.setdefault(str(item.get("name", "")).casefold(), str(item["key"]))
-            cache.put(self._cache_key, known)
+            cache.put(self.api.client, self._cache_key, known)
         return known
 
     # --- subscribers ---------------------------------------------------------------------

@@ -9,7 +9,6 @@ key (429 beyond), and an optional per-window request budget with 429 + `Retry-Af
 Every request is logged for tests; `await sandbox.deliver(...)` posts form-encoded webhooks.
 """
 
-from backend.sandbox.common import Answer, LoggedRequest
 from backend.sandbox.mailchimp.api import ROUTES, Api, dispatch
 from backend.sandbox.mailchimp.app import (
     SANDBOX_API_KEY,
@@ -26,6 +25,7 @@ from backend.sandbox.mailchimp.store import (
     md5,
     stamp,
 )
+from backend.sandbox.simulator import Answer, LoggedRequest
 
 __all__ = [
     "FAKE_DOMAINS", "OPTED_OUT", "ROUTES", "SANDBOX_API_KEY", "STATUSES", "Answer", "Api",

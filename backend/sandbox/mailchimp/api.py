@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from backend.sandbox.common import Answer, compile_routes, find_route
 from backend.sandbox.mailchimp.audiences import Audiences
 from backend.sandbox.mailchimp.batch import BatchSubscribe
 from backend.sandbox.mailchimp.merge_fields import MergeFields
 from backend.sandbox.mailchimp.segments import Segments
 from backend.sandbox.mailchimp.store import Problem
 from backend.sandbox.mailchimp.webhooks import Webhooks
+from backend.sandbox.simulator import Answer, compile_routes, find_route
 
 
 class Api(Audiences, MergeFields, Segments, BatchSubscribe, Webhooks):

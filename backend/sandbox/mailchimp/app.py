@@ -19,10 +19,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from backend.sandbox.common import LoggedRequest, select_calls, take_window
 from backend.sandbox.mailchimp import webhooks
 from backend.sandbox.mailchimp.api import Api, dispatch
 from backend.sandbox.mailchimp.store import FAKE_DOMAINS, Audience, Problem, md5
+from backend.sandbox.simulator import LoggedRequest, select_calls, take_window
 
 _DC = re.compile(r"-([a-z]{2,4}\d{1,3})$")
 SANDBOX_API_KEY = "0123456789abcdef0123456789abcdef-us21"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from backend.sandbox.common import EMAIL, Answer
 from backend.sandbox.mailchimp.store import OPTED_OUT, STATUSES, Audience, Problem, md5, stamp
 from backend.sandbox.mailchimp.tags import Tags
+from backend.sandbox.simulator import EMAIL, Answer
 
 
 class Members(Tags):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from backend.sandbox.common import Answer
 from backend.sandbox.mailchimp.store import Handlers, Problem
+from backend.sandbox.simulator import Answer
 
 
 class MergeFields(Handlers):

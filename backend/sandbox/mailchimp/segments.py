@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from backend.sandbox.common import Answer
 from backend.sandbox.mailchimp.members import Members
 from backend.sandbox.mailchimp.store import Problem, md5
+from backend.sandbox.simulator import Answer
 
 
 class Segments(Members):

@@ -9,8 +9,8 @@ from urllib.parse import urlencode
 
 import httpx2
 
-from backend.sandbox.common import Answer
 from backend.sandbox.mailchimp.store import Audience, Handlers, Problem
+from backend.sandbox.simulator import Answer
 
 
 class Webhooks(Handlers):

@@ -9,7 +9,6 @@ per window. Every request is logged (`sandbox.requests`) so tests can count call
 `await sandbox.deliver(...)` POSTs signed webhook bodies to the registered URLs.
 """
 
-from backend.sandbox.common import Answer, LoggedRequest
 from backend.sandbox.mailerlite.api import ROUTES, Api, dispatch
 from backend.sandbox.mailerlite.app import (
     SANDBOX_API_KEY,
@@ -31,6 +30,7 @@ from backend.sandbox.mailerlite.store import (
     not_found,
     now_text,
 )
+from backend.sandbox.simulator import Answer, LoggedRequest
 
 __all__ = [
     "BASE", "DEFAULT_FIELDS", "OPTED_OUT", "ROUTES", "SANDBOX_API_KEY", "SANDBOX_CLASSIC_KEY",

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from backend.sandbox.common import Answer, compile_routes, find_route
 from backend.sandbox.mailerlite.fields import Fields
 from backend.sandbox.mailerlite.imports import Imports
 from backend.sandbox.mailerlite.store import Refusal
 from backend.sandbox.mailerlite.webhooks import Webhooks
+from backend.sandbox.simulator import Answer, compile_routes, find_route
 
 
 class Api(Imports, Fields, Webhooks):

@@ -14,13 +14,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from backend.sandbox.common import Answer, LoggedRequest, select_calls
 from backend.sandbox.mailerlite import webhooks
 from backend.sandbox.mailerlite.api import Api, dispatch
 from backend.sandbox.mailerlite.batch import run_batch
 from backend.sandbox.mailerlite.classic import classic_dispatch
 from backend.sandbox.mailerlite.shapes import subscriber_body
 from backend.sandbox.mailerlite.store import DEFAULT_FIELDS, State, now_text
+from backend.sandbox.simulator import Answer, LoggedRequest, select_calls
 
 SANDBOX_API_KEY = ("eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJzYW5kYm94In0."
                    "c2FuZGJveC1zaWduYXR1cmUtbm90LXJlYWw")

@@ -7,9 +7,9 @@ from urllib.parse import unquote
 
 import httpx2
 
-from backend.sandbox.common import Answer, LoggedRequest
 from backend.sandbox.mailerlite.api import Api, dispatch
 from backend.sandbox.mailerlite.store import State
+from backend.sandbox.simulator import Answer, LoggedRequest
 
 
 def run_batch(state: State, api: Api, key: str, body: Any) -> Answer:

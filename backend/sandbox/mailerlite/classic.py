@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from backend.sandbox.common import Answer
 from backend.sandbox.mailerlite.store import State, now_text
+from backend.sandbox.simulator import Answer
 
 
 def classic_dispatch(state: State, method: str, path: str, body: Any) -> Answer:

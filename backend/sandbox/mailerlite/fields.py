@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from backend.sandbox.common import Answer
 from backend.sandbox.mailerlite.pagination import page_of
 from backend.sandbox.mailerlite.shapes import field_body
 from backend.sandbox.mailerlite.store import Handlers, invalid, not_found
+from backend.sandbox.simulator import Answer
 
 
 class Fields(Handlers):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from backend.sandbox.common import Answer
 from backend.sandbox.mailerlite.pagination import cursor_page, page_of
 from backend.sandbox.mailerlite.shapes import group_body, subscriber_body
 from backend.sandbox.mailerlite.store import Refusal, invalid, not_found, now_text
 from backend.sandbox.mailerlite.subscribers import Subscribers
+from backend.sandbox.simulator import Answer
 
 
 class Groups(Subscribers):

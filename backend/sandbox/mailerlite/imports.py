@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from backend.sandbox.common import EMAIL, Answer
 from backend.sandbox.mailerlite.groups import Groups
 from backend.sandbox.mailerlite.store import BASE, OPTED_OUT, not_found
+from backend.sandbox.simulator import EMAIL, Answer
 
 
 class Imports(Groups):

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from backend.sandbox.common import LoggedRequest, take_window
+from backend.sandbox.simulator import LoggedRequest, take_window
 
 BASE = "https://connect.mailerlite.com/api"
 OPTED_OUT = {"unsubscribed", "bounced", "junk"}

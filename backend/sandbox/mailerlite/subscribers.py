@@ -6,7 +6,6 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from backend.sandbox.common import EMAIL, Answer
 from backend.sandbox.mailerlite.pagination import cursor_page
 from backend.sandbox.mailerlite.shapes import subscriber_body
 from backend.sandbox.mailerlite.store import (
@@ -17,6 +16,7 @@ from backend.sandbox.mailerlite.store import (
     not_found,
     now_text,
 )
+from backend.sandbox.simulator import EMAIL, Answer
 
 
 class Subscribers(Handlers):

@@ -9,10 +9,10 @@ from typing import Any
 
 import httpx2
 
-from backend.sandbox.common import Answer
 from backend.sandbox.mailerlite.pagination import page_of
 from backend.sandbox.mailerlite.shapes import subscriber_body, webhook_body
 from backend.sandbox.mailerlite.store import Handlers, State, invalid, not_found, now_text
+from backend.sandbox.simulator import Answer
 from backend.security import hmac_sha256_hex
 
 

@@ -1,5 +1,5 @@
-"""Everything one sync job of one account needs: its mapping, options, ESP and Kommo clients,
-and the small writes (contact state, activity) it records as it goes."""
+"""One account's sync, as a job sees it: the mapping, the options, the ESP and Kommo clients, the
+names to write activity in, and the small writes (contact state, activity) it records as it goes."""
 
 from __future__ import annotations
 
@@ -7,32 +7,33 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from backend import providers, repository
+from backend import repository
+from backend.connections import provider_for
 from backend.kommo import companies, types
 from backend.kommo.client import KommoClient
 from backend.models import AccountStatus, Activity, ContactState, utcnow
 from backend.providers.base import EmailProvider
 from backend.sync.mapping import Rule, StageMapping
-from backend.views import DEFAULT_OPTIONS
+from backend.sync.options import SyncOptions
 
 if TYPE_CHECKING:
-    from backend.services import Services
+    from backend.resources import Resources
 
 
 @dataclass
-class SyncContext:
-    services: Services
+class AccountSync:
+    resources: Resources
     account_id: int
     mapping: StageMapping
-    options: dict[str, Any]
+    options: SyncOptions
     provider: EmailProvider
     kommo: KommoClient
     labels: dict[str, Any] = field(default_factory=dict)  # see AccountOptions.labels
 
     @classmethod
-    async def load(cls, services: Services, account_id: int) -> SyncContext | None:
+    async def load(cls, resources: Resources, account_id: int) -> AccountSync | None:
         """None when there is nothing to sync with: no active account or no ESP connected."""
-        async with services.reads() as session:
+        async with resources.reads() as session:
             account = await repository.get_account(session, account_id)
             connection = await repository.get_esp_connection(session, account_id)
             rules = await repository.get_mapping(session, account_id)
@@ -44,10 +45,10 @@ class SyncContext:
             return None
         mapping = StageMapping(tuple(Rule(r.pipeline_id, r.status_id, r.action, r.segment_id)
                                      for r in rules))
-        return cls(services=services, account_id=account_id, mapping=mapping,
-                   options={**DEFAULT_OPTIONS, **options},
-                   provider=providers.build(connection, services),
-                   kommo=KommoClient(services, account_id), labels=labels)
+        return cls(resources=resources, account_id=account_id, mapping=mapping,
+                   options=SyncOptions.from_stored(options),
+                   provider=provider_for(connection, resources),
+                   kommo=KommoClient(resources, account_id), labels=labels)
 
     @property
     def platform(self) -> str:
@@ -65,19 +66,19 @@ class SyncContext:
 
     async def company_names(self, contacts: Iterable[types.Contact]) -> dict[int, str | None]:
         """Contact id → the name of its company (one batched read of the names not known yet)."""
-        return await companies.names_of(self.kommo, self.services.engine, self.account_id, contacts)
+        return await companies.names_of(self.kommo, self.resources.engine, self.account_id, contacts)
 
     async def state(self, contact_id: int) -> ContactState | None:
-        async with self.services.reads() as session:
+        async with self.resources.reads() as session:
             return await repository.get_contact_state(session, self.account_id, contact_id)
 
     async def states_of_lead(self, lead_id: int) -> list[ContactState]:
-        async with self.services.reads() as session:
+        async with self.resources.reads() as session:
             return list(await repository.find_contact_states_by_lead(session, self.account_id, lead_id))
 
     async def save(self, state: ContactState) -> None:
         state.account_id = self.account_id
-        async with self.services.sessions() as session, session.begin():
+        async with self.resources.sessions() as session, session.begin():
             merged = await session.merge(state)
             await repository.save_contact_state(session, merged)
             state.id = merged.id  # the caller's copy now updates the same row next time
@@ -85,7 +86,7 @@ class SyncContext:
     async def record(self, *, direction: str = "to_esp", outcome: str, summary: str,
                      email: str | None = None, lead_id: int | None = None,
                      contact_id: int | None = None, detail: str | None = None) -> None:
-        async with self.services.sessions() as session, session.begin():
+        async with self.resources.sessions() as session, session.begin():
             await repository.add_activity(session, self.account_id, Activity(
                 account_id=self.account_id, at=utcnow(), direction=direction, lead_id=lead_id,
                 contact_id=contact_id, email=email, summary=summary, outcome=outcome,

@@ -11,14 +11,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend import db, http
+from backend.inbox import Inbox
 from backend.ratelimit import LocalRateLimiter, RateLimiter
 from backend.security import Signer, Vault
 from backend.settings import Settings
-from backend.sync.inbox import Inbox
 
 
 @dataclass
-class Services:
+class Resources:
     settings: Settings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
@@ -47,27 +47,27 @@ def _inbox(url: str) -> Inbox:
 
 
 @contextlib.asynccontextmanager
-async def open_services(
+async def open_resources(
     settings: Settings,
     *,
     engine: AsyncEngine | None = None,
     http_client: httpx2.AsyncClient | None = None,
-) -> AsyncIterator[Services]:
+) -> AsyncIterator[Resources]:
     """Engine, HTTP client and the rest; what was passed in is left open for its owner."""
     own_engine = engine or db.create_engine(settings.database_url)
     client = http_client or http.build_client()
     sessions = db.session_factory(own_engine)
     url = own_engine.url.render_as_string(hide_password=False)
-    services = Services(
+    resources = Resources(
         settings=settings, engine=own_engine, sessions=sessions,
         reads=db.read_only_session_factory(own_engine),
         vault=Vault(settings.encryption_keys), signer=Signer(settings.secret_key), http=client,
         limiter=LocalRateLimiter() if db.is_sqlite(url) else RateLimiter(sessions),
         inbox=_inbox(url))
     try:
-        yield services
+        yield resources
     finally:
-        await services.inbox.close()
+        await resources.inbox.close()
         if http_client is None:
             await client.aclose()
         if engine is None:

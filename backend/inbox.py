@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Connection, Engine
 
+from backend import jobs
 from backend.db import insert_for
+from backend.jobs import JobSpec
 from backend.models import InboxEvent, utcnow
-from backend.sync import jobs
-from backend.sync.jobs import JobSpec
 
 log = logging.getLogger("mailsync.inbox")
 MAX_BATCH = 500
@@ -105,12 +105,12 @@ class Inbox:
     def _checkpoint_forever(self) -> None:
         """SQLite: copy the write-ahead log back into the database off the writer's path, so
         no acknowledged delivery waits for that copy and its fsync."""
-        assert self._checkpoint is not None
-        while self._thread is not None and self._thread.is_alive():
+        checkpoint = self._checkpoint
+        while checkpoint is not None and self._thread is not None and self._thread.is_alive():
             self._checkpoint_due.wait()
             self._checkpoint_due.clear()
             try:
-                self._checkpoint()
+                checkpoint()
             except Exception:
                 log.exception("WAL checkpoint failed")
 

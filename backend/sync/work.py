@@ -1,0 +1,85 @@
+"""The jobs the sync engine runs, one typed class per kind. Producers (webhook routes, the widget's
+resync) build a job with `to_spec`; the handler reads it back with `from_payload`. The coalesce
+key, which makes repeated events for one lead or contact collapse into one pending job, is
+written here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+from backend.jobs import JobSpec
+from backend.providers.base import EspEvent
+
+
+def _present(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+@dataclass(frozen=True)
+class ReconcileLead:
+    """Bring the lead's contacts in line with its stage. Level-triggered: the fields besides the
+    id are the triggering event's hints, kept for the logs."""
+
+    KIND: ClassVar[str] = "reconcile_lead"
+    lead_id: int
+    action: str | None = None
+    status_id: int | None = None
+    pipeline_id: int | None = None
+    last_modified: int | None = None
+
+    def to_spec(self, account_id: int) -> JobSpec:
+        return JobSpec(account_id, self.KIND, f"{self.KIND}:{account_id}:{self.lead_id}",
+                       _present(asdict(self)))
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> ReconcileLead:
+        return cls(lead_id=int(payload["lead_id"]), action=payload.get("action"),
+                   status_id=_int(payload.get("status_id")),
+                   pipeline_id=_int(payload.get("pipeline_id")),
+                   last_modified=_int(payload.get("last_modified")))
+
+
+@dataclass(frozen=True)
+class ReconcileContact:
+    """Re-read the contact; its deciding lead (if any) applies."""
+
+    KIND: ClassVar[str] = "reconcile_contact"
+    contact_id: int
+    action: str | None = None
+    last_modified: int | None = None
+
+    def to_spec(self, account_id: int) -> JobSpec:
+        return JobSpec(account_id, self.KIND, f"{self.KIND}:{account_id}:{self.contact_id}",
+                       _present(asdict(self)))
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> ReconcileContact:
+        return cls(contact_id=int(payload["contact_id"]), action=payload.get("action"),
+                   last_modified=_int(payload.get("last_modified")))
+
+
+@dataclass(frozen=True)
+class ApplyEspEvent:
+    """An opt-out or address change at the email platform, to write back to Kommo."""
+
+    KIND: ClassVar[str] = "esp_event"
+    event: EspEvent
+
+    def delivery_key(self, account_id: int) -> str:
+        # Per account: two Kommo accounts may connect one ESP account and both hear of it.
+        return f"{account_id}:{self.event.dedupe_key}"
+
+    def to_spec(self, account_id: int) -> JobSpec:
+        return JobSpec(account_id, self.KIND, f"{self.KIND}:{self.delivery_key(account_id)}",
+                       self.event.to_payload())
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> ApplyEspEvent:
+        return cls(EspEvent.from_payload(payload))

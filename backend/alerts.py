@@ -1,4 +1,4 @@
-"""The failures an admin must see in the widget's activity log (ARCHITECTURE §8), in plain words:
+"""The failures an admin must see in the widget's activity log (docs/ARCHITECTURE.md §8), in plain words:
 what happened and what to do. Each is written once per occurrence that needs the admin: a job that
 gave up, Kommo refusing our authorization, the email platform refusing the stored key.
 """

@@ -26,7 +26,7 @@ from backend.worker import Worker
 
 log = logging.getLogger("mailsync.app")
 
-# Kommo serves the widget from the account's own subdomain on these three domains (ARCHITECTURE §3).
+# Kommo serves the widget from the account's own subdomain on these three domains (docs/ARCHITECTURE.md §3).
 CORS_ORIGIN_REGEX = r"https://[a-z0-9][a-z0-9-]*(\.[a-z0-9][a-z0-9-]*)*\.(kommo\.com|amocrm\.com|amocrm\.ru)"
 
 

@@ -1,4 +1,4 @@
-"""`mailsync` commands (ARCHITECTURE §5)."""
+"""`mailsync` commands (docs/ARCHITECTURE.md §5)."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ disk. A writer thread with its own blocking connection commits many deliveries p
 (group commit) while each caller awaits the outcome of its own delivery. Keeping the writes off
 the event loop matters: SQLite allows one writer, and a transaction per request — or a batch
 whose every database round trip waits its turn behind request handlers on the loop — caps
-ingest far below what the web layer serves (DEPENDENCIES.md). A delivery whose dedupe key was
+ingest far below what the web layer serves (measured on this kind of machine). A delivery whose dedupe key was
 seen before inserts nothing and enqueues nothing.
 """
 

@@ -1,4 +1,4 @@
-"""SQLModel tables (ARCHITECTURE §6).
+"""SQLModel tables (docs/ARCHITECTURE.md §6).
 
 Columns ending in `_enc` hold Fernet ciphertext (see `security.Vault`); `ENCRYPTED_COLUMNS` lists
 them all so `mailsync rotate-keys` can re-encrypt every stored secret. Timestamps are stored as

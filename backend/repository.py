@@ -83,6 +83,11 @@ async def upsert_account(
     return account
 
 
+async def delete_account(session: AsyncSession, account_id: int) -> None:
+    """The account and, by cascade, everything stored for it (the sandbox's fresh start)."""
+    await session.exec(delete(Account).where(col(Account.id) == account_id))
+
+
 async def set_account_status(session: AsyncSession, account_id: int, status: str) -> None:
     account = await session.get(Account, account_id)
     if account is not None:

@@ -1,6 +1,6 @@
 """The only reader of the environment (and of `.env` when present).
 
-Every variable of ARCHITECTURE §4 is read here once into an immutable `Settings`. Secrets are
+Every variable of docs/ARCHITECTURE.md §4 is read here once into an immutable `Settings`. Secrets are
 wrapped in `Secret`, whose repr and str never show the value.
 """
 

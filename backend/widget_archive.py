@@ -1,7 +1,7 @@
-"""The widget archive uploaded to Kommo (kommo-widget.md §1–2): manifest.json plus the contents of
-widget/, every file at the archive root, `classes/config.js` pointing at this deployment's PUBLIC_URL.
-Nothing is written until every check passes, and a failed build lists every problem at once, because
-Kommo's upload names only the first."""
+"""The widget archive uploaded to Kommo, as Kommo's widget documentation describes it: manifest.json
+plus the contents of widget/, every file at the archive root, `classes/config.js` pointing at this
+deployment's PUBLIC_URL. Nothing is written until every check passes, and a failed build lists
+every problem at once, because Kommo's upload names only the first."""
 
 from __future__ import annotations
 
@@ -102,7 +102,7 @@ def _with_backend_url(source: bytes, public_url: str) -> bytes:
 
 
 def validate(root: Path, files: dict[str, Path] | None = None) -> dict[str, Any]:
-    """Every check of kommo-widget.md §1–2 that can be made offline; returns the manifest."""
+    """Every check of Kommo's widget documentation that can be made offline; returns the manifest."""
     files = files if files is not None else archive_files(root)
     problems = [problem for name, path in files.items() for problem in _text_problems(name, path)]
     manifest = _load_json(root / "manifest.json", "manifest.json", problems)

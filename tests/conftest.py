@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
-from backend import db, migrations
+from backend import db, migrations, repository
 from backend.app import create_app
 from backend.resources import Resources
 from backend.settings import Settings, load_settings
@@ -92,3 +92,21 @@ async def client(app: Starlette) -> AsyncIterator[httpx2.AsyncClient]:
     transport = httpx2.ASGITransport(app=app)
     async with httpx2.AsyncClient(transport=transport, base_url="http://testserver") as client:
         yield client
+
+
+@pytest.fixture
+def sessions(engine):
+    return db.session_factory(engine)
+
+
+@pytest.fixture
+def make_accounts(sessions):
+    async def make(*account_ids, status="active"):
+        async with sessions() as session, session.begin():
+            for account_id in account_ids:
+                account = await repository.upsert_account(
+                    session, account_id, host=f"a{account_id}.kommo.com", subdomain=f"a{account_id}")
+                account.status = status
+        return account_ids
+
+    return make

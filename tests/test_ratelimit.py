@@ -19,11 +19,6 @@ class FakeClock:
         self.now += seconds
 
 
-@pytest.fixture
-def sessions(engine):
-    return db.session_factory(engine)
-
-
 async def test_burst_then_waits_at_the_refill_rate(sessions):
     clock = FakeClock()
     limiter = RateLimiter(sessions, clock=clock, sleep=clock.sleep)

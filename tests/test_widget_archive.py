@@ -1,5 +1,5 @@
 """`mailsync widget build`: the archive uploaded to Kommo, checked the way Kommo's upload and
-moderation check it (kommo-widget.md §1–2), and every way the sources can be wrong."""
+moderation check it (per Kommo's widget documentation), and every way the sources can be wrong."""
 
 import io
 import json
@@ -123,7 +123,7 @@ def _check_images(archive: zipfile.ZipFile, manifest: dict) -> None:
                 assert image.size == LOGOS[name.removeprefix("images/")], name
     sizes = {"logo_min.png": (84, 84), "logo_medium.png": (240, 84), "logo_main.png": (400, 272),
              "logo.png": (130, 100), "logo_small.png": (108, 108)}
-    assert sizes == LOGOS  # the table of kommo-widget.md §2.9, written out once more on purpose
+    assert sizes == LOGOS  # the table of Kommo's widget documentation, written out once more on purpose
 
 
 def test_the_real_widget_builds_into_a_valid_archive(tmp_path):

@@ -151,15 +151,23 @@ async def failed_activity(resources, account_id):
     return [(a.direction, a.lead_id, a.summary, a.detail) for a in rows if a.outcome == "failed"]
 
 
-async def test_a_job_that_gives_up_tells_the_admin_once(resources, accounts, run_worker):
-    async def broken(_resources, job):
-        raise UpstreamUnavailable("Kommo answered 503: Service Unavailable", service="kommo")
+async def run_last_attempt(resources, run_worker, job: JobSpec, error: Exception) -> Job:
+    """Run `job` on its last attempt with a handler that raises `error`; the row once settled."""
+    async def failing(_resources, _job):
+        raise error
 
-    await enqueue(resources, JobSpec(1, "reconcile_lead", "reconcile_lead:1:77", {"lead_id": 77}))
+    await enqueue(resources, job)
     async with resources.sessions() as session, session.begin():
         await session.exec(update(Job).values(attempts=jobs.MAX_ATTEMPTS - 1))
-    await run_worker({"reconcile_lead": broken}, concurrency=1)
+    await run_worker({job.kind: failing}, concurrency=1)
     [row] = await eventually(lambda: all_finished(resources))
+    return row
+
+
+async def test_a_job_that_gives_up_tells_the_admin_once(resources, accounts, run_worker):
+    row = await run_last_attempt(
+        resources, run_worker, JobSpec(1, "reconcile_lead", "reconcile_lead:1:77", {"lead_id": 77}),
+        UpstreamUnavailable("Kommo answered 503: Service Unavailable", service="kommo"))
     assert row.state == "dead"
     assert await failed_activity(resources, 1) == [(
         "to_esp", 77, f"gave up syncing lead 77 after {jobs.MAX_ATTEMPTS} attempts",
@@ -168,14 +176,8 @@ async def test_a_job_that_gives_up_tells_the_admin_once(resources, accounts, run
 
 
 async def test_a_crash_is_reported_without_its_traceback(resources, accounts, run_worker):
-    async def buggy(_resources, job):
-        raise KeyError("secret internals")
-
-    await enqueue(resources, JobSpec(1, "esp_event", "esp_event:1:x", {"email": "a@b.io"}))
-    async with resources.sessions() as session, session.begin():
-        await session.exec(update(Job).values(attempts=jobs.MAX_ATTEMPTS - 1))
-    await run_worker({"esp_event": buggy}, concurrency=1)
-    await eventually(lambda: all_finished(resources))
+    opt_out = JobSpec(1, "esp_event", "esp_event:1:x", {"email": "a@b.io"})
+    await run_last_attempt(resources, run_worker, opt_out, KeyError("secret internals"))
     [(direction, lead_id, summary, detail)] = await failed_activity(resources, 1)
     assert (direction, lead_id) == ("to_kommo", None)
     assert summary == f"gave up syncing an opt-out from the email platform after {jobs.MAX_ATTEMPTS} attempts"

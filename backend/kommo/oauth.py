@@ -64,7 +64,7 @@ def verify_state(resources: Resources, state: str) -> object:
 
 def disconnect_signature_ok(settings: Settings, *, client_uuid: str, account_id: str,
                             signature: str) -> bool:
-    """kommo-api.md §2.1: hex HMAC-SHA256 of "{client_id}|{account_id}" keyed with the secret."""
+    """Kommo's documented signature: hex HMAC-SHA256 of "{client_id}|{account_id}" keyed with the secret."""
     expected = hmac_sha256_hex(settings.client_secret.reveal(), f"{settings.client_id}|{account_id}")
     # Both comparisons always run, so the answer's timing says nothing about which one failed.
     same_client = constant_time_equals(client_uuid, settings.client_id)
@@ -90,7 +90,7 @@ async def exchange_code(resources: Resources, host: str, code: str) -> KommoToke
 
 async def refresh_tokens(resources: Resources, host: str, refresh_token: Secret) -> KommoTokens:
     async with _oauth_client(resources) as client:
-        # Kommo wants redirect_uri on refreshes too (kommo-api.md §1.4).
+        # Kommo wants redirect_uri on refreshes too (per Kommo's API documentation).
         return await _request_tokens(client.refresh_token(
             _token_url(resources.settings, host), refresh_token=refresh_token.reveal(),
             redirect_uri=resources.settings.kommo_redirect_uri))

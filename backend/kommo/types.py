@@ -1,6 +1,6 @@
 """What the Kommo API v4 answers, as frozen dataclasses read defensively from its JSON.
 
-Shapes marked UNVERIFIED in kommo-api.md are read both ways: numbers may come as strings,
+Shapes Kommo's documentation leaves unconfirmed are read both ways: numbers may come as strings,
 `custom_fields_values` may be null, `_embedded` lists may be missing, `is_main` may be absent.
 """
 

@@ -1,6 +1,6 @@
 """Kommo webhook bodies (form-encoded, bracketed keys) → typed events. Pure functions, no I/O.
 
-The wire format is kommo-api.md §4: `{entity}[{action}][{n}][field]=value`, every value a string,
+Kommo's documented wire format: `{entity}[{action}][{n}][field]=value`, every value a string,
 several items per body, an `account[...]` block. Company events arrive under `contacts` with
 `type=company`. Event keys we do not subscribe to are listed in `ignored_keys`, never guessed at.
 """
@@ -16,7 +16,7 @@ from backend.formdata import parse_form
 
 _WHOLE_NUMBER = re.compile(r"-?[0-9]{1,18}")
 
-# Wire keys of the subscriptions made at install (ARCHITECTURE §3, kommo-api.md §4.3).
+# Wire keys of the subscriptions made at install (docs/ARCHITECTURE.md §3).
 SUBSCRIBED: dict[str, frozenset[str]] = {
     "leads": frozenset({"add", "update", "status", "delete"}),
     "contacts": frozenset({"add", "update", "delete"}),

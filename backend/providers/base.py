@@ -173,7 +173,7 @@ class EspEvent:
 
 def dedupe_key(source: str, *, event_id: object = None, parts: Sequence[object] = (),
                body: bytes = b"") -> str:
-    """ARCHITECTURE §7: the event's own id, else a hash of (source, type, subscriber, payload
+    """docs/ARCHITECTURE.md §7: the event's own id, else a hash of (source, type, subscriber, payload
     timestamp) when all of those are known, else a hash of the raw body."""
     if event_id not in (None, ""):
         return f"{source}:id:{event_id}"

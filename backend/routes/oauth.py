@@ -1,5 +1,5 @@
 """Kommo installation: the OAuth redirect (`/oauth/kommo/callback`) and the access-revoked hook
-(`/oauth/kommo/disconnect`), ARCHITECTURE §3."""
+(`/oauth/kommo/disconnect`), docs/ARCHITECTURE.md §3."""
 
 from __future__ import annotations
 

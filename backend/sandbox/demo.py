@@ -12,10 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx2
-from sqlalchemy import delete
-from sqlmodel import col
 
-from backend.models import Account
+from backend import repository
 from backend.sandbox.kommo_store import KommoStore
 from backend.sandbox.mailchimp import SANDBOX_API_KEY as MAILCHIMP_KEY
 from backend.sandbox.mailchimp import MailchimpSandbox
@@ -131,7 +129,7 @@ def seed_esps(demo: Demo, mailerlite: MailerLiteSandbox, mailchimp: MailchimpSan
 async def forget_account(session: Any, account_id: int = ACCOUNT_ID) -> None:
     """Drop the demo account and (by cascade) everything stored for it: its ESP connection,
     mapping and sync state point at simulator objects that no longer exist after a restart."""
-    await session.exec(delete(Account).where(col(Account.id) == account_id))
+    await repository.delete_account(session, account_id)
 
 
 async def install(client: httpx2.AsyncClient, base_url: str, store: KommoStore,

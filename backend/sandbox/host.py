@@ -29,7 +29,7 @@ STATIC = Path(__file__).parent / "static"
 LANGS = ("en", "es", "pt")
 WIDGET_CODE = "mailsync"
 USER_NAME = "Demo Admin"
-TOKEN_LIFETIME = 1800  # as in Kommo's documented example (kommo-widget.md §4.1)
+TOKEN_LIFETIME = 1800  # as in Kommo's documented example (per Kommo's widget documentation)
 NO_CACHE = {"Cache-Control": "no-store"}
 
 
@@ -98,7 +98,7 @@ def requirejs(request: Request) -> Response:
 
 
 def mint_token(settings: Any, account_id: int, subdomain: str, *, now: int | None = None) -> str:
-    """The one-time token Kommo hands `$authorizedAjax` (kommo-widget.md §4.1)."""
+    """The one-time token Kommo hands `$authorizedAjax` (per Kommo's widget documentation)."""
     issued = int(time.time()) if now is None else now
     claims = {"iss": f"https://{subdomain}.kommo.com", "aud": settings.public_origin,
               "jti": str(uuid.uuid4()), "iat": issued, "nbf": issued,

@@ -1,4 +1,4 @@
-"""A simulated Kommo (Starlette, state in memory) faithful to kommo-api.md: the OAuth token
+"""A simulated Kommo (Starlette, state in memory) faithful to Kommo's API documentation: the OAuth token
 endpoint, API v4 for the calls mailsync makes, the 7 requests/s limit, 204 for empty lists,
 problem+json errors, and form-encoded webhooks like the real ones (tests/fixtures/kommo).
 

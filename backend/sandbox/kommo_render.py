@@ -164,7 +164,7 @@ def patch_contact(store: KommoStore, account: Account, contact: Contact, body: A
         contact.name = body["name"]
     embedded = body.get("_embedded")
     if isinstance(embedded, dict) and "tags" in embedded:
-        # Tag writes replace the list; null detaches them all (kommo-api.md §5.6).
+        # Tag writes replace the list; null detaches them all (per Kommo's API documentation).
         contact.tags = [store.tag(account, spec) for spec in embedded["tags"] or []]
     contact.updated_at = store.now()
     return {"id": contact.id, "updated_at": contact.updated_at,
@@ -273,7 +273,7 @@ def contact_deleted_hook(contact: Contact) -> dict[str, Any]:
 
 
 def setting_name(entity: str, action: str, items: list[dict[str, Any]]) -> str:
-    """The subscription `settings` value a wire key answers to (kommo-api.md §4.3)."""
+    """The subscription `settings` value a wire key answers to (per Kommo's API documentation)."""
     kind = "lead" if entity == "leads" else ("company" if items and items[0].get("type") == "company"
                                              else "contact")
     return f"{action}_{kind}"

@@ -1,5 +1,5 @@
 """The simulated Kommo's state, in memory: accounts, pipelines, leads, contacts, notes, tags,
-custom fields, webhooks, and OAuth codes and tokens with Kommo's rotation rules (kommo-api.md).
+custom fields, webhooks, and OAuth codes and tokens with Kommo's rotation rules.
 
 Objects render themselves in the two shapes Kommo uses: API v4 JSON and webhook items.
 """
@@ -46,7 +46,7 @@ _TITLES = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 422: "Unpr
 
 
 def oauth_refusal(hint: str) -> KommoProblem:
-    # Kommo's token endpoint answers in Russian whatever the host (kommo-api.md §1.6).
+    # Kommo's token endpoint answers in Russian whatever the host (per Kommo's API documentation).
     problem = KommoProblem(400, "В запросе отсутствует ряд параметров или параметры невалидны",
                            title="Некорректный запрос", hint=hint)
     problem.extra["type"] = "https://developers.amocrm.ru/v3/errors/OAuthProblemJson"
@@ -203,7 +203,7 @@ class KommoStore:
 
     def _issue(self, account_id: int, used_refresh: str | None = None) -> dict[str, Any]:
         # Rotation with grace: the refresh token just used stays live until its successor is
-        # used; every older one dies now (kommo-api.md §1.5).
+        # used; every older one dies now (per Kommo's API documentation).
         for token in [t for t, owner in self._refresh.items() if owner == account_id and t != used_refresh]:
             del self._refresh[token]
         access, refresh = "sbx-at-" + secrets.token_urlsafe(24), "sbx-rt-" + secrets.token_urlsafe(24)

@@ -1,6 +1,6 @@
 """What a contact should look like at the ESP, computed from Kommo's truth. Pure functions.
 
-ARCHITECTURE §7: the email chosen by `email_choice`; consent from `consent_field_id`; fields
+docs/ARCHITECTURE.md §7: the email chosen by `email_choice`; consent from `consent_field_id`; fields
 (first/last name, phone, company, `kommo_contact_id`, `kommo_lead_id`, `field_map`); the segment mapped
 to the deciding lead's stage among the managed segments.
 """

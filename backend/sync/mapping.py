@@ -1,4 +1,4 @@
-"""The admin's stage → segment rules (ARCHITECTURE §3, §7); the options are in `options.py`.
+"""The admin's stage → segment rules (docs/ARCHITECTURE.md §3, §7); the options are in `options.py`.
 
 Pure validation and lookup; the mapping route checks rules against the account's live pipelines
 and the ESP's segments before storing them.

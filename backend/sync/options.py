@@ -1,4 +1,4 @@
-"""The admin's sync options (ARCHITECTURE §3 `options`), typed: parsed and validated once where
+"""The admin's sync options (docs/ARCHITECTURE.md §3 `options`), typed: parsed and validated once where
 they come in (`SyncOptions.parse`, for the mapping route), read back from storage with
 `from_stored`, and passed as this frozen object everywhere else."""
 

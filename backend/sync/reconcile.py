@@ -1,4 +1,4 @@
-"""Kommo → ESP, level-triggered (ARCHITECTURE §1 rule 2, §7).
+"""Kommo → ESP, level-triggered (docs/ARCHITECTURE.md §1 rule 2, §7).
 
 A job names a lead or a contact. We read Kommo's current truth, compute what the contact's
 address should look like at the ESP, compare with what we last wrote (`ContactState`) and send

@@ -1,6 +1,6 @@
 """ESP → Kommo: an unsubscribe, bounce, spam complaint, cleaned or changed address becomes one
 `service_message` note on each lead of the contact and the tag `email-opt-out` on the contact,
-so nobody calls or mails a person who opted out (ARCHITECTURE §7).
+so nobody calls or mails a person who opted out (docs/ARCHITECTURE.md §7).
 
 The same event delivered again adds nothing: the inbox drops repeats, and a receipt written
 after the notes stops a retried job from adding them twice.

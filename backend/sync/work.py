@@ -22,6 +22,12 @@ def _int(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
+def _entity_spec(work: Any, account_id: int, entity_id: int) -> JobSpec:
+    """One job per lead or contact: pending twins coalesce on `{kind}:{account}:{id}`."""
+    return JobSpec(account_id, work.KIND, f"{work.KIND}:{account_id}:{entity_id}",
+                   _present(asdict(work)))
+
+
 @dataclass(frozen=True)
 class ReconcileLead:
     """Bring the lead's contacts in line with its stage. Level-triggered: the fields besides the
@@ -35,8 +41,7 @@ class ReconcileLead:
     last_modified: int | None = None
 
     def to_spec(self, account_id: int) -> JobSpec:
-        return JobSpec(account_id, self.KIND, f"{self.KIND}:{account_id}:{self.lead_id}",
-                       _present(asdict(self)))
+        return _entity_spec(self, account_id, self.lead_id)
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> ReconcileLead:
@@ -56,8 +61,7 @@ class ReconcileContact:
     last_modified: int | None = None
 
     def to_spec(self, account_id: int) -> JobSpec:
-        return JobSpec(account_id, self.KIND, f"{self.KIND}:{account_id}:{self.contact_id}",
-                       _present(asdict(self)))
+        return _entity_spec(self, account_id, self.contact_id)
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> ReconcileContact:

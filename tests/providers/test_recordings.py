@@ -89,7 +89,7 @@ NO_SEED = {"batches-request.yml", "fields-create.yml", "groups-create.yml",
            "groups-import-subscribers.yml", "subscribers-count.yml", "subscribers-create.yml",
            "subscribers-unassign-subscriber-from-group.yml", "webhooks-create.yml"}
 # The SDK's import path was recorded answering 401 (the recorder's token was refused there;
-# email-apis.md A.5 calls the path unproven). Replayed with a key the simulator does not know.
+# the vendor's documentation calls the path unproven). Replayed with a key the simulator does not know.
 REFUSED_KEY = {"groups-import-subscribers.yml"}
 
 

@@ -1,4 +1,4 @@
-"""Kommo → ESP, every row of ARCHITECTURE §7, on both providers against their simulators."""
+"""Kommo → ESP, every row of docs/ARCHITECTURE.md §7, on both providers against their simulators."""
 
 import json
 

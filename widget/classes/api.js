@@ -1,4 +1,4 @@
-// The mailsync backend's widget API (ARCHITECTURE §3). Every call goes through Kommo's
+// The mailsync backend's widget API (docs/ARCHITECTURE.md §3). Every call goes through Kommo's
 // $authorizedAjax, which adds the X-Auth-Token JWT the backend verifies. Calls answer native
 // Promises; failures reject with an Error whose message is already in plain words.
 define(['jquery'], function ($) {

@@ -1,4 +1,4 @@
-"""The widget's API, `/api/widget/*` (ARCHITECTURE §3): every route is authenticated by
+"""The widget's API, `/api/widget/*` (docs/ARCHITECTURE.md §3): every route is authenticated by
 `kommo.widget_auth.widget_endpoint` and scoped to the account of the verified token."""
 
 from backend.routes.widget import account, activity, contacts, email_platform, mapping

@@ -1,7 +1,7 @@
 """Simulated MailerLite (new API under `/api`, a small Classic v2 under `/api/v2`).
 
 A real Starlette app with in-memory state that answers in the shapes of the recorded exchanges
-(`shared/reference/mailerlite-recordings/`) and email-apis.md Part A: 201 new / 200 existing
+(`tests/fixtures/mailerlite/recordings/`) and MailerLite's API documentation: 201 new / 200 existing
 upserts, unsubscribed/bounced/junk never reactivated (unless `resubscribe: true`), groups, fields
 keyed by snake_case, `/batch` (≤ 50, dispatched through the same handlers), group import,
 webhooks with secrets, 120 requests per window per key with 429 + `Retry-After`, and 5 imports

@@ -1,5 +1,5 @@
 """PUT /api/widget/mapping, GET /api/widget/activity, GET /api/widget/contacts/{id} and
-POST /api/widget/resync (ARCHITECTURE §3), on both providers against their simulators."""
+POST /api/widget/resync (docs/ARCHITECTURE.md §3), on both providers against their simulators."""
 
 from datetime import UTC, datetime, timedelta
 

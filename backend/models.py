@@ -226,6 +226,32 @@ class Activity(SQLModel, table=True):
     detail: str | None = Field(default=None, sa_type=sa.Text)
 
 
+class BackfillState:
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class Backfill(SQLModel, table=True):
+    """The initial sync of an account's existing leads: one row per run, progress per page, so a
+    restarted worker resumes at `next_page` without sending finished pages again."""
+
+    __table_args__ = (sa.Index("ix_backfill_account_started", "account_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", ondelete="CASCADE")
+    state: str = Field(default=BackfillState.RUNNING, max_length=10)
+    dry_run: bool = Field(default=True)
+    new_subscribers_as: str = Field(default="subscribed", max_length=12)
+    next_page: int = 1
+    total: int = 0
+    done: int = 0
+    counts: dict = _json()  # skipped by reason, new_subscribers, existing, duplicates, …
+    error: str | None = Field(default=None, sa_type=sa.Text)
+    started_at: datetime = _ts(nullable=False, default=True)
+    finished_at: datetime | None = _ts()
+
+
 class RateBucket(SQLModel, table=True):
     """A token bucket shared by every process of the deployment (`ratelimit.py`)."""
 

@@ -31,7 +31,7 @@ def cli_env(database_url):
 def test_migrate_twice_then_accounts(cli_env, tmp_path):
     first = run(["migrate"], cli_env, tmp_path)
     assert first.returncode == 0, first.stderr
-    assert "database at revision 0003" in first.stdout
+    assert "database at revision 0004" in first.stdout
     assert run(["migrate"], cli_env, tmp_path).returncode == 0
     accounts = run(["accounts"], cli_env, tmp_path)
     assert accounts.returncode == 0

@@ -21,7 +21,7 @@ from backend.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from backend.resources import open_resources
 from backend.routes import admin, health, oauth, webhooks, widget
 from backend.settings import Settings, load_settings
-from backend.sync.handlers import HANDLERS
+from backend.sync.handlers import BATCH_HANDLERS, HANDLERS
 from backend.worker import Worker
 
 log = logging.getLogger("mailsync.app")
@@ -66,7 +66,8 @@ def _lifespan(settings: Settings, engine: AsyncEngine | None,
             if not run_worker:
                 yield
                 return
-            worker = Worker(shared, concurrency=settings.worker_concurrency, handlers=HANDLERS)
+            worker = Worker(shared, concurrency=settings.worker_concurrency, handlers=HANDLERS,
+                            batch_handlers=BATCH_HANDLERS)
             shared.inbox.on_commit = worker.wake  # new work starts at once, not at the next poll
             stop = asyncio.Event()
             task = asyncio.create_task(worker.run(stop), name="embedded-worker")

@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from backend import db, migrations, repository, widget_archive
+from backend import db, migrations, overview, repository, widget_archive
 from backend.errors import MailsyncError
 from backend.logs import configure_logging
-from backend.models import utcnow
+from backend.models import Account, AccountStatus, Backfill, utcnow
 from backend.security import Vault, new_fernet_key
 from backend.settings import Settings, load_settings
+from backend.usage import Usage
 
 log = logging.getLogger("mailsync.cli")
 
@@ -120,7 +121,7 @@ def cmd_sandbox(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from backend.resources import open_resources
-    from backend.sync.handlers import HANDLERS
+    from backend.sync.handlers import BATCH_HANDLERS, HANDLERS
     from backend.worker import Worker
 
     async def run() -> int:
@@ -130,7 +131,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
             loop.add_signal_handler(sig, stop.set)
         async with open_resources(settings) as resources:
             await Worker(resources, concurrency=settings.worker_concurrency,
-                         handlers=HANDLERS).run(stop)
+                         handlers=HANDLERS, batch_handlers=BATCH_HANDLERS).run(stop)
         return 0
 
     return asyncio.run(run())
@@ -138,21 +139,60 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_accounts(settings: Settings, args: argparse.Namespace) -> int:
     async def body(engine: Any) -> int:
-        rows = []
         async with db.session_factory(engine)() as session:
-            for account in await repository.list_all_accounts(session):
-                token = await repository.get_kommo_token_row(session, account.id)
-                esp = await repository.get_esp_connection(session, account.id)
-                stats = await repository.account_stats(session, account.id)
-                rows.append({
-                    "account_id": account.id, "host": account.host, "status": account.status,
-                    "token": _token_health(token.expires_at if token else None),
-                    "esp": esp.kind if esp else None,
-                    "pending_jobs": stats.pending_jobs, "dead_jobs": stats.failed_jobs})
+            accounts = await repository.list_all_accounts(session)
+            views = await overview.load(session, [a.id for a in accounts], utcnow())
+            rows = [await _account_row(session, a, views[a.id]) for a in accounts]
         _print_accounts(rows, as_json=args.json)
         return 0
 
     return _with_engine(settings, body)
+
+
+async def _account_row(session: Any, account: Account, view: overview.AccountOverview) -> dict:
+    token = await repository.get_kommo_token_row(session, account.id)
+    esp = await repository.get_esp_connection(session, account.id)
+    stats = await repository.account_stats(session, account.id)
+    return {
+        "account_id": account.id, "host": account.host, "status": account.status,
+        "token": _token_health(token.expires_at if token else None),
+        "token_expires_at": _iso(token.expires_at) if token else None,
+        "token_refreshed_at": _iso(token.refreshed_at) if token else None,
+        "needs_reauth": account.status == AccountStatus.NEEDS_REAUTH,
+        "esp": esp.kind if esp else None,
+        "pending_jobs": stats.pending_jobs, "dead_jobs": stats.failed_jobs,
+        "calls_this_hour": _usage(view.this_hour), "calls_previous_hour": _usage(view.previous_hour),
+        "backfill": _backfill(view.backfill)}
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def _usage(by_vendor: dict[str, Usage]) -> dict[str, dict[str, int]]:
+    return {vendor: {"calls": use.calls, "rate_limited": use.rate_limited}
+            for vendor, use in sorted(by_vendor.items())}
+
+
+def _backfill(run: Backfill | None) -> dict[str, Any] | None:
+    if run is None:
+        return None
+    return {"state": run.state, "dry_run": run.dry_run, "done": run.done, "total": run.total,
+            "started_at": _iso(run.started_at)}
+
+
+def _cell(column: str, value: Any) -> str:
+    """The table's words for the nested values the JSON lines carry as objects."""
+    if value is None:
+        return "-"
+    if column.startswith("calls_"):
+        return ", ".join(f"{vendor} {use['calls']}" + (f" ({use['rate_limited']}×429)"
+                                                        if use["rate_limited"] else "")
+                         for vendor, use in value.items()) or "-"
+    if column == "backfill":
+        preview = " preview" if value["dry_run"] else ""
+        return f"{value['state']}{preview} {value['done']}/{value['total']}"
+    return str(value)
 
 
 def _token_health(expires_at: datetime | None) -> str:
@@ -171,10 +211,11 @@ def _print_accounts(rows: list[dict[str, Any]], *, as_json: bool) -> None:
         print("no accounts installed")
         return
     columns = list(rows[0])
-    widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in columns]
+    cells = [[_cell(c, row[c]) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(line[i]) for line in cells)) for i, c in enumerate(columns)]
     print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
-    for row in rows:
-        print("  ".join(str(row[c]).ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for line in cells:
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)))
 
 
 def cmd_rotate_keys(settings: Settings, args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ subclasses tell the worker whether to retry.
     ├── Unauthorized                  401 invalid_token
     ├── Forbidden                     403 forbidden
     ├── NotFound                      404 not_found
+    ├── Conflict                      409 conflict
     ├── Gone                          410 gone
     ├── PayloadTooLarge               413 payload_too_large
     ├── Unprocessable                 422 unprocessable
@@ -73,6 +74,11 @@ class Forbidden(MailsyncError):
 class NotFound(MailsyncError):
     status_code = 404
     code = "not_found"
+
+
+class Conflict(MailsyncError):
+    status_code = 409
+    code = "conflict"
 
 
 class Gone(MailsyncError):

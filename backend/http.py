@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx2
 
-from backend import errors, metrics
+from backend import errors, metrics, usage
 
 USER_AGENT = "mailsync/0.1 (+https://github.com/mailsync)"
 TIMEOUT = httpx2.Timeout(15.0, connect=5.0)
@@ -36,6 +36,7 @@ async def send(
         raise errors.UpstreamUnavailable(
             f"{service} could not be reached: {type(exc).__name__}", service=service) from exc
     metrics.OUTBOUND_CALLS.labels(service, str(response.status_code)).inc()
+    usage.record(client, service, response.status_code)
     return response
 
 

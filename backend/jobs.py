@@ -32,6 +32,7 @@ BACKOFF_CAP = 3600.0
 LEASE = timedelta(seconds=120)
 KEEP_DONE_JOBS = timedelta(days=7)
 KEEP_INBOX = timedelta(days=30)  # long enough that a late redelivery is still recognised
+CLAIMED = (JobState.RUNNING, JobState.BATCHED)  # held by a worker under a lease
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ async def release_expired_leases(session: AsyncSession) -> int:
     reconciling is level-triggered, so the twin does the same work)."""
     now = utcnow()
     twin = aliased(Job)
-    expired = and_(col(Job.state) == JobState.RUNNING, col(Job.lease_until) < now)
+    expired = and_(col(Job.state).in_(CLAIMED), col(Job.lease_until) < now)
     has_twin = exists().where(twin.coalesce_key == Job.coalesce_key, twin.state == JobState.PENDING)
     superseded = await session.exec(
         update(Job).where(expired, has_twin)
@@ -172,13 +173,14 @@ async def _take_turn(session: AsyncSession, account_id: int, now: datetime) -> N
         index_elements=["account_id"], set_={"last_claimed_at": now}))
 
 
-async def renew_lease(session: AsyncSession, job_id: int, worker_id: str,
-                      lease: timedelta = LEASE) -> bool:
+async def renew_lease(session: AsyncSession, job_ids: list[int], worker_id: str,
+                      lease: timedelta = LEASE) -> int:
+    """Extend the lease of a running job and of the jobs batched with it."""
     result = await session.exec(
-        update(Job).where(col(Job.id) == job_id, col(Job.state) == JobState.RUNNING,
+        update(Job).where(col(Job.id).in_(job_ids), col(Job.state).in_(CLAIMED),
                           col(Job.claimed_by) == worker_id)
         .values(lease_until=utcnow() + lease).execution_options(synchronize_session=False))
-    return result.rowcount == 1
+    return result.rowcount
 
 
 async def finish(session: AsyncSession, job_id: int, *, error: str | None = None) -> None:
@@ -218,7 +220,7 @@ async def release(session: AsyncSession, job_id: int) -> None:
     try:
         async with session.begin_nested():
             await session.exec(
-                update(Job).where(col(Job.id) == job_id, col(Job.state) == JobState.RUNNING)
+                update(Job).where(col(Job.id) == job_id, col(Job.state).in_(CLAIMED))
                 .values(state=JobState.PENDING, attempts=Job.attempts - 1, lease_until=None,
                         claimed_by=None).execution_options(synchronize_session=False))
     except IntegrityError:

@@ -14,6 +14,9 @@ OUTBOUND_CALLS = Counter(
     "mailsync_outbound_calls_total", "Calls made to Kommo and the ESPs", ["service", "status"])
 OUTBOUND_ERRORS = Counter(
     "mailsync_outbound_errors_total", "Outbound calls that failed", ["service", "error"])
+# Per vendor only, never per account: the series stay as few as the vendors (per account: /admin).
+OUTBOUND_RATE_LIMITED = Counter(
+    "mailsync_outbound_rate_limited_total", "Calls a vendor answered with 429", ["vendor"])
 RATE_LIMIT_WAITS = Counter(
     "mailsync_rate_limit_waits_total", "Times a call waited for its budget", ["service"])
 JOBS = Gauge("mailsync_jobs", "Jobs by state", ["state"])

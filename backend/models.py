@@ -162,6 +162,7 @@ class InboxEvent(SQLModel, table=True):
 class JobState:
     PENDING = "pending"
     RUNNING = "running"
+    BATCHED = "batched"  # runs inside another job of its account and kind (`job_batches.py`)
     DONE = "done"
     DEAD = "dead"
 
@@ -279,3 +280,33 @@ ENCRYPTED_COLUMNS: dict[type[SQLModel], tuple[str, ...]] = {
     KommoToken: ("access_token_enc", "refresh_token_enc"),
     EspConnection: ("api_key_enc", "webhook_secret_enc"),
 }
+
+
+class VendorUsage(SQLModel, table=True):
+    """Calls answered by a vendor for an account in one UTC hour, summed over every process
+    (`usage.py` adds each process's counts every few seconds): which account spent a budget, and
+    how many 429s came back."""
+
+    __tablename__ = "vendor_usage"
+    __table_args__ = (sa.Index("ix_vendor_usage_hour", "hour"),)
+
+    account_id: int = Field(primary_key=True, foreign_key="account.id", ondelete="CASCADE",
+                            sa_column_kwargs={"autoincrement": False})
+    vendor: str = Field(primary_key=True, max_length=20)
+    hour: datetime = Field(primary_key=True, sa_type=UTCDateTime)
+    calls: int = 0
+    rate_limited: int = 0
+
+
+class ActivityHourly(SQLModel, table=True):
+    """Activity entries per account, UTC hour and outcome, counted in the transaction that adds
+    the entry (`activity_hourly.py`): the capped `activity` table cannot cover 48 hours."""
+
+    __tablename__ = "activity_hourly"
+    __table_args__ = (sa.Index("ix_activity_hourly_hour", "hour"),)
+
+    account_id: int = Field(primary_key=True, foreign_key="account.id", ondelete="CASCADE",
+                            sa_column_kwargs={"autoincrement": False})
+    hour: datetime = Field(primary_key=True, sa_type=UTCDateTime)
+    outcome: str = Field(primary_key=True, max_length=10)
+    count: int = 0

@@ -15,12 +15,14 @@ from sqlalchemy import delete, func, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from backend import activity_hourly
 from backend.models import (
     ENCRYPTED_COLUMNS,
     Account,
     AccountOptions,
     AccountStatus,
     Activity,
+    Backfill,
     ContactState,
     EspConnection,
     Job,
@@ -265,6 +267,14 @@ async def get_contact_state(
     return (await session.exec(query)).first()
 
 
+async def get_contact_states(
+    session: AsyncSession, account_id: int, contact_ids: Sequence[int]
+) -> dict[int, ContactState]:
+    query = select(ContactState).where(ContactState.account_id == account_id,
+                                       col(ContactState.contact_id).in_(list(contact_ids)))
+    return {state.contact_id: state for state in (await session.exec(query)).all()}
+
+
 async def find_contact_states_by_email(
     session: AsyncSession, account_id: int, email: str
 ) -> Sequence[ContactState]:
@@ -303,6 +313,7 @@ async def add_activity(session: AsyncSession, account_id: int, activity: Activit
     activity.account_id = account_id
     session.add(activity)
     await session.flush()
+    await activity_hourly.count(session, account_id, activity.outcome, activity.at)
     # Trim the inserted row's class (failures or the rest) beyond its cap.
     failed = activity.outcome == "failed"
     same_class = (col(Activity.outcome) == "failed") if failed else (col(Activity.outcome) != "failed")
@@ -358,3 +369,23 @@ async def account_stats(session: AsyncSession, account_id: int) -> AccountStats:
     by_state = dict(jobs.all())
     return AccountStats(synced_contacts=synced, pending_jobs=by_state.get(JobState.PENDING, 0),
                         failed_jobs=by_state.get(JobState.DEAD, 0), last_sync_at=last_sync_at)
+
+
+# --- backfill -------------------------------------------------------------------------------
+
+
+async def add_backfill(session: AsyncSession, backfill: Backfill) -> Backfill:
+    session.add(backfill)
+    await session.flush()
+    return backfill
+
+
+async def get_backfill(session: AsyncSession, account_id: int, backfill_id: int) -> Backfill | None:
+    query = select(Backfill).where(Backfill.account_id == account_id, Backfill.id == backfill_id)
+    return (await session.exec(query)).first()
+
+
+async def latest_backfill(session: AsyncSession, account_id: int) -> Backfill | None:
+    query = (select(Backfill).where(Backfill.account_id == account_id)
+             .order_by(col(Backfill.id).desc()).limit(1))
+    return (await session.exec(query)).first()

@@ -10,7 +10,7 @@ import httpx2
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend import db, http
+from backend import db, http, usage
 from backend.inbox import Inbox
 from backend.ratelimit import LocalRateLimiter, RateLimiter
 from backend.security import Signer, Vault
@@ -64,9 +64,12 @@ async def open_resources(
         vault=Vault(settings.encryption_keys), signer=Signer(settings.secret_key), http=client,
         limiter=LocalRateLimiter() if db.is_sqlite(url) else RateLimiter(sessions),
         inbox=_inbox(url))
+    flusher = usage.Flusher(sessions, client)
+    flusher.start()
     try:
         yield resources
     finally:
+        await flusher.stop()  # the last counts reach the table before the engine closes
         await resources.inbox.close()
         if http_client is None:
             await client.aclose()

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend import alerts, jobs, logs, metrics, repository
+from backend import alerts, job_batches, jobs, logs, metrics, repository
 from backend.errors import MailsyncError, UpstreamError, UpstreamForbidden, UpstreamUnauthorized
 from backend.jobs import ClaimedJob
 from backend.kommo.tokens import keep_alive_refresh
@@ -36,7 +36,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("mailsync.worker")
 
 KEEP_ALIVE_INTERVAL = 86_400.0  # seconds between keep-alive refresh passes
+BATCH_SIZE = 250  # Kommo returns 250 leads per read: one batch, one read
 Handler = Callable[["Resources", ClaimedJob], Awaitable[None]]
+# Runs several jobs of one account and kind at once; returns job id → exception for the failures.
+BatchHandler = Callable[["Resources", list[ClaimedJob]], Awaitable[Mapping[int, Exception]]]
 
 
 class Worker:
@@ -46,12 +49,16 @@ class Worker:
         *,
         concurrency: int,
         handlers: Mapping[str, Handler],
+        batch_handlers: Mapping[str, BatchHandler] | None = None,
+        batch_size: int = BATCH_SIZE,
         poll_interval: float = 0.05,
         grace_seconds: float = 20.0,
     ) -> None:
         self.resources = resources
         self.concurrency = concurrency
         self.handlers = handlers
+        self.batch_handlers = batch_handlers or {}
+        self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.grace_seconds = grace_seconds
         self.lease = timedelta(seconds=resources.settings.job_lease_seconds)
@@ -149,26 +156,57 @@ class Worker:
         if refreshed:
             log.info("refreshed the Kommo tokens of %d idle accounts", refreshed)
 
-    async def _run(self, job: ClaimedJob) -> None:
-        logs.bind_account(job.account_id)
+    async def _run(self, leader: ClaimedJob) -> None:
+        logs.bind_account(leader.account_id)
         started = time.perf_counter()
-        heartbeat = asyncio.create_task(self._heartbeat(job))
-        trace = {"job_id": job.id, "job_kind": job.kind, "attempt": job.attempts}
-        log.info("job %d started", job.id, extra={**trace, "at": time.time()})
+        run = [leader, *await self._followers(leader)]
+        heartbeat = asyncio.create_task(self._heartbeat(run))
+        trace = {"job_id": leader.id, "job_kind": leader.kind, "attempt": leader.attempts,
+                 "batch": len(run)}
+        log.info("job %d started", leader.id, extra={**trace, "at": time.time()})
         try:
-            error, retry_after, retryable, exc = await self._call_handler(job)
+            failures = await self._call(run)
         except asyncio.CancelledError:
-            await self._settle(jobs.release, job.id)
+            for job in run:
+                await self._settle(jobs.release, job.id)
             raise
         finally:
             heartbeat.cancel()
         # Logged before the outcome is stored, so the account's next job starts after this line.
-        log.info("job %d ended", job.id, extra={**trace, "at": time.time(), "ok": error is None})
-        metrics.JOB_DURATION.labels(job.kind).observe(time.perf_counter() - started)
-        metrics.JOB_ATTEMPTS.labels(job.kind).observe(job.attempts)
-        if error is None:
+        log.info("job %d ended", leader.id, extra={**trace, "at": time.time(), "ok": not failures})
+        metrics.JOB_DURATION.labels(leader.kind).observe(time.perf_counter() - started)
+        for job in run:
+            metrics.JOB_ATTEMPTS.labels(job.kind).observe(job.attempts)
+            await self._outcome(job, failures.get(job.id))
+
+    async def _followers(self, leader: ClaimedJob) -> list[ClaimedJob]:
+        """A kind with a batch handler takes the account's other due jobs of that kind along."""
+        if leader.kind not in self.batch_handlers or self.batch_size <= 1:
+            return []
+        return await self._settle(job_batches.take_followers, leader, worker_id=self.worker_id,
+                                  limit=self.batch_size - 1, lease=self.lease)
+
+    async def _call(self, run: list[ClaimedJob]) -> dict[int, Exception]:
+        """Job id → the exception it failed with; success is absence."""
+        kind = run[0].kind
+        try:
+            if len(run) > 1:
+                return dict(await self.batch_handlers[kind](self.resources, run))
+            handler = self.handlers.get(kind)
+            if handler is None:
+                raise UnknownJobKind(f"no handler for job kind {kind!r}")
+            await handler(self.resources, run[0])
+        except Exception as exc:
+            if not isinstance(exc, MailsyncError):
+                log.exception("job %d (%s) crashed", run[0].id, kind)
+            return {job.id: exc for job in run}
+        return {}
+
+    async def _outcome(self, job: ClaimedJob, exc: Exception | None) -> None:
+        if exc is None:
             await self._settle(jobs.finish, job.id)
             return
+        error, retry_after, retryable = _classify(exc)
         if _esp_refused_key(exc):
             await self._settle(_key_rejected, job.account_id, exc)
         if not retryable:
@@ -181,25 +219,6 @@ class Worker:
             log.error("job %d (%s) is dead after %d attempts: %s", job.id, job.kind,
                       job.attempts, error)
 
-    async def _call_handler(self, job: ClaimedJob
-                            ) -> tuple[str | None, float | None, bool, Exception | None]:
-        """(error, retry_after, retryable, exception) — error None means success."""
-        handler = self.handlers.get(job.kind)
-        if handler is None:
-            return f"no handler for job kind {job.kind!r}", None, True, None
-        try:
-            await handler(self.resources, job)
-        except UpstreamError as exc:
-            return f"{exc.code}: {exc.message}", exc.retry_after, exc.retryable, exc
-        except MailsyncError as exc:
-            return f"{exc.code}: {exc.message}", None, exc.retryable, exc
-        except Exception as exc:
-            log.exception("job %d (%s) crashed", job.id, job.kind)
-            frame = traceback.extract_tb(exc.__traceback__)[-1]
-            return (f"{type(exc).__name__}: {exc} (at {frame.filename}:{frame.lineno})",
-                    None, True, exc)
-        return None, None, True, None
-
     async def _settle(self, operation: Callable[..., Awaitable], *args, **kwargs):
         # Shielded: a shutdown must not leave a finished job marked running.
         async def write():
@@ -208,13 +227,14 @@ class Worker:
 
         return await asyncio.shield(write())
 
-    async def _heartbeat(self, job: ClaimedJob) -> None:
+    async def _heartbeat(self, run: list[ClaimedJob]) -> None:
         interval = self.lease.total_seconds() / 3
         while True:
             await asyncio.sleep(interval)
             with contextlib.suppress(Exception):
                 async with self.resources.sessions() as session, session.begin():
-                    await jobs.renew_lease(session, job.id, self.worker_id, self.lease)
+                    await jobs.renew_lease(session, [job.id for job in run], self.worker_id,
+                                           self.lease)
 
     async def _drain(self) -> None:
         if not self._running:
@@ -234,6 +254,22 @@ async def _fail(session: AsyncSession, job: ClaimedJob, error: str, retry_after:
         await alerts.job_gave_up(session, job.account_id, kind=job.kind, payload=job.payload,
                                  attempts=job.attempts, reason=_plain(exc))
     return state
+
+
+class UnknownJobKind(MailsyncError):
+    code = "unknown_job_kind"
+    retryable = True  # a newer release may know it
+
+
+def _classify(exc: Exception) -> tuple[str, float | None, bool]:
+    """(error text for the job row, retry_after, retryable)."""
+    if isinstance(exc, UpstreamError):
+        return f"{exc.code}: {exc.message}", exc.retry_after, exc.retryable
+    if isinstance(exc, MailsyncError):
+        return f"{exc.code}: {exc.message}", None, exc.retryable
+    frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    where = f" (at {frame.filename}:{frame.lineno})" if frame else ""
+    return f"{type(exc).__name__}: {exc}{where}", None, True
 
 
 def _esp_refused_key(exc: Exception | None) -> bool:

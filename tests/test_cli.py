@@ -1,5 +1,6 @@
 """The `mailsync` commands, run as a user would: separate processes, exit codes, output."""
 
+import asyncio
 import json
 import os
 import re
@@ -8,12 +9,17 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 
 import httpx2
 import pytest
 
-from backend.security import new_fernet_key
-from tests.conftest import TEST_SECRET_KEY
+from backend import repository
+from backend.activity_hourly import truncate_hour
+from backend.models import Backfill, VendorUsage, utcnow
+from backend.security import Vault, new_fernet_key
+from backend.settings import Secret
+from tests.conftest import TEST_SECRET_KEY, make_settings
 
 
 def run(args, env, cwd, timeout=60):
@@ -31,7 +37,7 @@ def cli_env(database_url):
 def test_migrate_twice_then_accounts(cli_env, tmp_path):
     first = run(["migrate"], cli_env, tmp_path)
     assert first.returncode == 0, first.stderr
-    assert "database at revision 0004" in first.stdout
+    assert "database at revision 0005" in first.stdout
     assert run(["migrate"], cli_env, tmp_path).returncode == 0
     accounts = run(["accounts"], cli_env, tmp_path)
     assert accounts.returncode == 0
@@ -68,7 +74,7 @@ def test_worker_stops_cleanly_on_sigterm(cli_env, tmp_path):
                           cwd=tmp_path, stderr=subprocess.PIPE, text=True) as proc:
         try:
             line = proc.stderr.readline()
-            assert re.fullmatch(r"worker \S+ started \(concurrency 8; kinds: esp_event, "
+            assert re.fullmatch(r"worker \S+ started \(concurrency 8; kinds: backfill_page, esp_event, "
                                 r"reconcile_contact, reconcile_lead\)", json.loads(line)["msg"])
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=20) == 0
@@ -112,3 +118,43 @@ def _serve_checks(proc, port):
         assert TEST_SECRET_KEY not in output
     finally:
         proc.kill()
+
+
+async def test_accounts_shows_vendor_calls_token_health_and_backfill(
+        cli_env, tmp_path, database_url, engine, sessions, make_accounts):
+    await make_accounts(5, 6)
+    hour = truncate_hour(utcnow())
+    async with sessions() as session, session.begin():
+        vault = Vault(make_settings(database_url).encryption_keys)
+        await repository.save_kommo_tokens(session, vault, 5, repository.KommoTokens(
+            Secret("a"), Secret("r"), datetime(2020, 1, 2, 3, 4, tzinfo=UTC)))
+        await repository.set_account_status(session, 5, "needs_reauth")
+        session.add_all([
+            VendorUsage(account_id=5, vendor="kommo", hour=hour, calls=40, rate_limited=3),
+            VendorUsage(account_id=5, vendor="mailerlite", hour=hour, calls=12),
+            VendorUsage(account_id=5, vendor="kommo", hour=hour - timedelta(hours=1), calls=7),
+            VendorUsage(account_id=5, vendor="kommo", hour=hour - timedelta(hours=2), calls=99),
+            Backfill(account_id=5, state="running", dry_run=False, total=1000, done=250,
+                     started_at=datetime(2026, 6, 7, 8, 9, tzinfo=UTC))])
+    async with sessions() as session:
+        refreshed = (await repository.get_kommo_token_row(session, 5)).refreshed_at
+    as_json = await asyncio.to_thread(run, ["accounts", "--json"], cli_env, tmp_path)
+    table = await asyncio.to_thread(run, ["accounts"], cli_env, tmp_path)
+    if truncate_hour(utcnow()) != hour:
+        pytest.skip("an hour began during the test")
+    assert as_json.returncode == 0, as_json.stderr
+    first, second = (json.loads(line) for line in as_json.stdout.splitlines())
+    assert first == {
+        "account_id": 5, "host": "a5.kommo.com", "status": "needs_reauth", "token": "expired",
+        "token_expires_at": "2020-01-02T03:04:00Z",
+        "token_refreshed_at": refreshed.isoformat().replace("+00:00", "Z"),
+        "needs_reauth": True, "esp": None, "pending_jobs": 0, "dead_jobs": 0,
+        "calls_this_hour": {"kommo": {"calls": 40, "rate_limited": 3},
+                            "mailerlite": {"calls": 12, "rate_limited": 0}},
+        "calls_previous_hour": {"kommo": {"calls": 7, "rate_limited": 0}},
+        "backfill": {"state": "running", "dry_run": False, "done": 250, "total": 1000,
+                     "started_at": "2026-06-07T08:09:00Z"}}
+    assert (second["calls_this_hour"], second["backfill"], second["needs_reauth"]) == ({}, None, False)
+    lines = table.stdout.splitlines()
+    assert "kommo 40 (3×429), mailerlite 12" in lines[1] and "running 250/1000" in lines[1]
+    assert "kommo 7" in lines[1] and "2020-01-02T03:04:00Z" in lines[1]

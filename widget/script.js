@@ -42,6 +42,16 @@
  *     field-map-esp         input in a field-map row
  *     field-map-remove      button in a field-map row
  *     field-map-add         button
+ *     backfill              root of "Sync existing leads" (only with a working platform and a saved mapping)
+ *     backfill-preview      button: count what a sync would do (a dry run: nothing is sent)
+ *     backfill-summary      the preview in plain words (data-total, data-new, data-existing; one <li>
+ *                           per line with data-kind new | existing | duplicates | skipped | errors)
+ *     backfill-choice       radio inputs, value subscribed | unconfirmed | skip (after a preview)
+ *     backfill-warning      what "Sync now" will do with that choice, said before the button
+ *     backfill-start        button: "Sync now" (disabled until a choice is made)
+ *     backfill-progress     bar and "N leads synced", data-state running | done | failed, data-done
+ *     backfill-result       the finished sync in plain words
+ *     backfill-error        why a preview or a sync could not start or stopped (409: already running)
  *     activity-refresh      button
  *     activity-list         <ul> of activity rows
  *     activity-row          one <li>, with data-outcome ok | skipped | failed

@@ -128,10 +128,16 @@ class Webhook:
 
 @dataclass(frozen=True)
 class BulkResult:
-    """Per-address outcome of a bulk call: failures carry the vendor's words."""
+    """Per-address outcome of a bulk call. `failed`: refused for good, with the vendor's words;
+    `retry`: hit by a passing failure (5xx, rate limit) — only these are tried again;
+    `statuses`: each written address's status at the ESP after the call, where the answer says."""
 
     succeeded: tuple[str, ...] = ()
     failed: Mapping[str, str] = field(default_factory=dict)
+    retry: Mapping[str, str] = field(default_factory=dict)
+    retry_after: float | None = None  # when the vendor said when to come back for `retry`
+    statuses: Mapping[str, EspStatus] = field(default_factory=dict)
+    created: frozenset[str] = frozenset()  # addresses the ESP did not hold before this call
 
 
 @dataclass(frozen=True)
@@ -244,6 +250,10 @@ class EmailProvider(Protocol):
 
     async def get_subscriber(self, email: str) -> Subscriber | None: ...
 
+    async def lookup(self, emails: Sequence[str]) -> Mapping[str, Subscriber]:
+        """The addresses the ESP holds, among `emails` (in as few calls as the vendor allows)."""
+        ...
+
     async def ensure_fields(self, names: Sequence[str]) -> Mapping[str, str]:
         """Create missing custom fields; return neutral name → vendor key."""
         ...
@@ -263,7 +273,10 @@ class EmailProvider(Protocol):
 
     async def delete_webhook(self, webhook_id: str) -> None: ...
 
-    async def bulk_upsert(self, items: Sequence[SubscriberData]) -> BulkResult: ...
+    async def bulk_upsert(self, items: Sequence[SubscriberData]) -> BulkResult:
+        """Like `upsert` for many addresses: never re-activates an opt-out, adds `add_segments`
+        and removes whichever of `remove_segments` each address is in."""
+        ...
 
     async def bulk_set_membership(self, segment_id: str, *, add: Sequence[str] = (),
                                   remove: Sequence[str] = ()) -> BulkResult: ...

@@ -1,7 +1,8 @@
 """`/admin`: the operator's dashboard (HTTP Basic with ADMIN_PASSWORD; absent when unset).
 
-Accounts with token health and queue depth, and dead letters with a retry button. Plain HTML
-forms; the retry form carries a signed, expiring token so a foreign page cannot post it.
+Accounts with token health, queue depth, calls and 429s per vendor this hour and the last, the
+newest backfill and a chart of the last 48 hours' activity; dead letters with a retry button.
+Plain HTML forms; the retry form carries a signed, expiring token so a foreign page cannot post it.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from backend import jobs, repository
+from backend import activity_hourly, jobs, overview, repository
 from backend.errors import BadRequest, MailsyncError, NotFound
 from backend.models import utcnow
+from backend.routes import activity_chart
 from backend.security import constant_time_equals
 from backend.templating import TEMPLATES
 
@@ -48,14 +50,19 @@ async def dashboard(request: Request) -> Response:
     except AdminAuthRequired:
         return Response("Authentication required", status_code=401,
                         headers={"WWW-Authenticate": 'Basic realm="mailsync admin"'})
-    resources = request.app.state.resources
+    resources, now = request.app.state.resources, utcnow()
     async with resources.sessions() as session:
         accounts = await repository.list_all_accounts(session)
+        ids = [account.id for account in accounts]
         depth = await jobs.depth_by_account(session)
         tokens = {a.id: await repository.get_kommo_token_row(session, a.id) for a in accounts}
+        views = await overview.load(session, ids, now)
+        hourly = await activity_hourly.series(session, ids, now)
         dead = await jobs.dead_jobs(session)
     return TEMPLATES.TemplateResponse(request, "admin.html", {
-        "accounts": accounts, "depth": depth, "tokens": tokens, "dead": dead, "now": utcnow(),
+        "accounts": accounts, "depth": depth, "tokens": tokens, "dead": dead, "now": now,
+        "views": views, "charts": {i: activity_chart.svg(h) for i, h in hourly.items()
+                                   if any(x.ok or x.skipped or x.failed for x in h)},
         "csrf": resources.signer.sign(CSRF_PURPOSE, "retry")})
 
 

@@ -86,8 +86,10 @@ def lead_json(store: KommoStore, lead: Lead, with_contacts: bool) -> dict[str, A
 def leads_list(store: KommoStore, account: Account, query: list[tuple[str, str]]) -> dict[str, Any] | None:
     params = dict(query)
     stages = _stage_filter(params)
+    ids = {int(v) for k, v in query if k.startswith("filter[id]") and v.isdigit()}
     leads = [lead for lead in account.leads.values()
-             if not stages or (lead.pipeline_id, lead.status_id) in stages]
+             if (not stages or (lead.pipeline_id, lead.status_id) in stages)
+             and (not ids or lead.id in ids)]
     rendered = [lead_json(store, lead, "contacts" in params.get("with", "")) for lead in leads]
     return _paged(account, "/api/v4/leads", "leads", rendered, params)
 

@@ -3,7 +3,7 @@ names to write activity in, and the small writes (contact state, activity) it re
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -72,6 +72,10 @@ class AccountSync:
         async with self.resources.reads() as session:
             return await repository.get_contact_state(session, self.account_id, contact_id)
 
+    async def states(self, contact_ids: Sequence[int]) -> dict[int, ContactState]:
+        async with self.resources.reads() as session:
+            return await repository.get_contact_states(session, self.account_id, contact_ids)
+
     async def states_of_lead(self, lead_id: int) -> list[ContactState]:
         async with self.resources.reads() as session:
             return list(await repository.find_contact_states_by_lead(session, self.account_id, lead_id))
@@ -83,11 +87,23 @@ class AccountSync:
             await repository.save_contact_state(session, merged)
             state.id = merged.id  # the caller's copy now updates the same row next time
 
-    async def record(self, *, direction: str = "to_esp", outcome: str, summary: str,
-                     email: str | None = None, lead_id: int | None = None,
-                     contact_id: int | None = None, detail: str | None = None) -> None:
+    def activity(self, *, direction: str = "to_esp", outcome: str, summary: str,
+                 email: str | None = None, lead_id: int | None = None,
+                 contact_id: int | None = None, detail: str | None = None) -> Activity:
+        return Activity(account_id=self.account_id, at=utcnow(), direction=direction,
+                        lead_id=lead_id, contact_id=contact_id, email=email, summary=summary,
+                        outcome=outcome, detail=detail)
+
+    async def record(self, **entry: Any) -> None:
+        await self.commit((), [self.activity(**entry)])
+
+    async def commit(self, states: Iterable[ContactState], activities: Iterable[Activity]) -> None:
+        """Many contacts' states and activity entries in one transaction (a batch's results)."""
         async with self.resources.sessions() as session, session.begin():
-            await repository.add_activity(session, self.account_id, Activity(
-                account_id=self.account_id, at=utcnow(), direction=direction, lead_id=lead_id,
-                contact_id=contact_id, email=email, summary=summary, outcome=outcome,
-                detail=detail))
+            for state in states:
+                state.account_id = self.account_id
+                merged = await session.merge(state)
+                await repository.save_contact_state(session, merged)
+                state.id = merged.id
+            for activity in activities:
+                await repository.add_activity(session, self.account_id, activity)

@@ -35,11 +35,11 @@ async def reconcile_lead(resources: Resources, account_id: int, lead_id: int) ->
         return
     lead = await ctx.kommo.lead(lead_id)
     if lead is None:
-        await _lead_deleted(ctx, lead_id)
+        await lead_deleted(ctx, lead_id)
         return
     rule = ctx.mapping.rule_for(lead.pipeline_id, lead.status_id)
     if rule is None:
-        await _release(ctx, lead_id)  # unmapped stage: nothing changes at the ESP
+        await release(ctx, lead_id)  # unmapped stage: nothing changes at the ESP
         return
     if not lead.contacts:
         await ctx.record(outcome="skipped", summary="skipped: the lead has no contact",
@@ -55,7 +55,7 @@ async def _plans(ctx: AccountSync, lead: types.Lead, contact_ids: list[int]
                  ) -> list[tuple[ContactPlan, ContactState | None]]:
     """One plan per contact; contacts synced recently are not read again (see above)."""
     states = {cid: await ctx.state(cid) for cid in contact_ids}
-    stale = [cid for cid, state in states.items() if not _trusted(ctx, state)]
+    stale = [cid for cid, state in states.items() if not trusted(ctx, state)]
     fetched = {c.id: c for c in await ctx.kommo.contacts(stale)} if stale else {}
     companies = await ctx.company_names(fetched.values())
     plans = []
@@ -64,18 +64,18 @@ async def _plans(ctx: AccountSync, lead: types.Lead, contact_ids: list[int]
         if cid in fetched:
             plans.append((plan_contact(fetched[cid], lead.id, ctx.options, companies.get(cid)), state))
         elif cid not in stale and state is not None:
-            plans.append((_stored_plan(state, lead.id), state))
+            plans.append((stored_plan(state, lead.id), state))
     return plans
 
 
-def _trusted(ctx: AccountSync, state: ContactState | None) -> bool:
+def trusted(ctx: AccountSync, state: ContactState | None) -> bool:
     return (state is not None and state.email is not None and state.fields_hash is not None
             and state.last_error is None and ctx.options.consent_field_id is None
             and state.last_synced_at is not None
             and utcnow() - state.last_synced_at < TRUST_STORED_CONTACT)
 
 
-def _stored_plan(state: ContactState, lead_id: int) -> ContactPlan:
+def stored_plan(state: ContactState, lead_id: int) -> ContactPlan:
     """The contact as we last wrote it; only the deciding lead's id may be new."""
     fields = {} if state.lead_id == lead_id else {"kommo_lead_id": str(lead_id)}
     return ContactPlan(contact_id=state.contact_id, email=state.email, skip_reason=None,
@@ -89,7 +89,7 @@ async def apply(ctx: AccountSync, lead: types.Lead, rule: Rule, plan: ContactPla
     if plan.skip_reason:
         await ctx.record(outcome="skipped", summary=f"skipped: {plan.skip_reason}", **common)
         return
-    if _decided_elsewhere(lead, state):
+    if decided_elsewhere(lead, state):
         await ctx.record(outcome="skipped", summary=f"skipped: lead {state.lead_id} was updated "
                          "more recently and decides this contact's segment", **common)
         return
@@ -103,10 +103,15 @@ async def apply(ctx: AccountSync, lead: types.Lead, rule: Rule, plan: ContactPla
     await _send(ctx, lead, rule, plan, state, common)
 
 
-def _decided_elsewhere(lead: types.Lead, state: ContactState | None) -> bool:
+def recency(lead: types.Lead) -> tuple[int, int]:
+    """Which of a contact's leads decides: the most recently updated; of equals, the newest."""
+    return lead.updated_at or 0, lead.id
+
+
+def decided_elsewhere(lead: types.Lead, state: ContactState | None) -> bool:
     """One address, several leads: the most recently updated lead in a mapped stage decides."""
     return (state is not None and state.lead_id not in (None, lead.id)
-            and (state.lead_updated_at or 0) > (lead.updated_at or 0))
+            and (state.lead_updated_at or 0, state.lead_id) > recency(lead))
 
 
 async def _follow_email(ctx: AccountSync, plan: ContactPlan,
@@ -141,13 +146,13 @@ async def _send(ctx: AccountSync, lead: types.Lead, rule: Rule, plan: ContactPla
             summary = await _unsubscribe(ctx, plan, state)
         elif add or change.remove or not same_fields:
             await _upsert(ctx, plan, state, add, change.remove, current=same_fields)
-            summary = _describe(ctx, add, change.remove) or f"details updated at {ctx.platform}"
+            summary = describe(ctx, add, change.remove) or f"details updated at {ctx.platform}"
         else:
             summary = None
     except PermanentRefusal as refusal:
-        await _refused(ctx, plan, state, refusal, common)
+        await refused(ctx, plan, state, refusal, common)
         return
-    _remember(ctx, state, lead, plan)
+    remember(ctx, state, lead, plan)
     await ctx.save(state)
     if summary:
         summary = f"{summary} ({ctx.stage_text(lead)})"
@@ -177,7 +182,7 @@ async def _unsubscribe(ctx: AccountSync, plan: ContactPlan, state: ContactState)
     return f"unsubscribed at {ctx.platform}"
 
 
-async def _refused(ctx: AccountSync, plan: ContactPlan, state: ContactState,
+async def refused(ctx: AccountSync, plan: ContactPlan, state: ContactState,
                    refusal: PermanentRefusal, common: dict) -> None:
     """Compliance state, forgotten or fake-looking address: recorded once, not retried until
     the contact changes in Kommo."""
@@ -188,7 +193,7 @@ async def _refused(ctx: AccountSync, plan: ContactPlan, state: ContactState,
                      detail=refusal.message, **common)
 
 
-def _remember(ctx: AccountSync, state: ContactState, lead: types.Lead, plan: ContactPlan) -> None:
+def remember(ctx: AccountSync, state: ContactState, lead: types.Lead, plan: ContactPlan) -> None:
     state.lead_id = lead.id
     state.lead_updated_at = lead.updated_at
     state.fields_hash = plan.fields_hash
@@ -196,7 +201,7 @@ def _remember(ctx: AccountSync, state: ContactState, lead: types.Lead, plan: Con
     state.last_error = None
 
 
-def _describe(ctx: AccountSync, add: Sequence[str], remove: Sequence[str]) -> str:
+def describe(ctx: AccountSync, add: Sequence[str], remove: Sequence[str]) -> str:
     """In the admin's words: "moved to group “Customers”", "removed from tag “Lead”"."""
     if add:
         return f"{'moved' if remove else 'added'} to {ctx.segments_text(add)}"
@@ -211,7 +216,7 @@ async def _leave_managed(ctx: AccountSync, email: str, segments: list[str]) -> N
             await ctx.provider.set_membership(email, remove=managed)
 
 
-async def _release(ctx: AccountSync, lead_id: int) -> list[int]:
+async def release(ctx: AccountSync, lead_id: int) -> list[int]:
     """The lead left the mapping: it no longer decides anyone's segment (the ESP keeps them).
     Returns the contacts it decided."""
     states = await ctx.states_of_lead(lead_id)
@@ -221,9 +226,9 @@ async def _release(ctx: AccountSync, lead_id: int) -> list[int]:
     return [state.contact_id for state in states]
 
 
-async def _lead_deleted(ctx: AccountSync, lead_id: int) -> None:
+async def lead_deleted(ctx: AccountSync, lead_id: int) -> None:
     """Its contacts leave the segment it decided, unless another of their leads decides."""
-    released = await _release(ctx, lead_id)
+    released = await release(ctx, lead_id)
     for contact_id in released:
         if await _reconcile_contact(ctx, contact_id):
             continue
@@ -232,7 +237,7 @@ async def _lead_deleted(ctx: AccountSync, lead_id: int) -> None:
             continue
         await _leave_managed(ctx, state.email, state.segments)
         await ctx.record(outcome="ok", summary=f"lead {lead_id} was deleted in Kommo: "
-                         + (_describe(ctx, [], state.segments) or "no segment to leave"),
+                         + (describe(ctx, [], state.segments) or "no segment to leave"),
                          contact_id=state.contact_id, email=state.email, lead_id=lead_id)
         state.segments, state.lead_id, state.lead_updated_at = [], None, None
         await ctx.save(state)
@@ -269,7 +274,7 @@ async def _deciding_lead(ctx: AccountSync, contact: types.Contact) -> tuple[type
         rule = ctx.mapping.rule_for(lead.pipeline_id, lead.status_id) if lead else None
         if lead is None or rule is None:
             continue
-        if best is None or (lead.updated_at or 0) > (best[0].updated_at or 0):
+        if best is None or recency(lead) > recency(best[0]):
             best = (lead, rule)
     return best
 
@@ -290,11 +295,11 @@ async def _sync_unmapped(ctx: AccountSync, plan: ContactPlan, state: ContactStat
     try:
         await _upsert(ctx, plan, state, add, ())
     except PermanentRefusal as refusal:
-        await _refused(ctx, plan, state, refusal, common)
+        await refused(ctx, plan, state, refusal, common)
         return
     state.fields_hash, state.last_synced_at, state.last_error = plan.fields_hash, utcnow(), None
     await ctx.save(state)
-    await ctx.record(outcome="ok", summary=_describe(ctx, add, ()) or f"details updated at {ctx.platform}",
+    await ctx.record(outcome="ok", summary=describe(ctx, add, ()) or f"details updated at {ctx.platform}",
                      **common)
 
 
@@ -306,7 +311,7 @@ async def _contact_deleted(ctx: AccountSync, contact_id: int, state: ContactStat
         summary = "contact deleted in Kommo: address forgotten at " + ctx.platform
     else:
         await _leave_managed(ctx, state.email, state.segments)
-        summary = "contact deleted in Kommo: " + (_describe(ctx, [], state.segments)
+        summary = "contact deleted in Kommo: " + (describe(ctx, [], state.segments)
                                                    or "no segment to leave")
     await ctx.record(outcome="ok", summary=summary, contact_id=contact_id, email=state.email)
     state.segments, state.lead_id, state.lead_updated_at = [], None, None

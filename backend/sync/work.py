@@ -87,3 +87,18 @@ class ApplyEspEvent:
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> ApplyEspEvent:
         return cls(EspEvent.from_payload(payload))
+
+
+@dataclass(frozen=True)
+class BackfillPage:
+    """The next page of an account's initial sync (`sync/backfill.py`)."""
+
+    KIND: ClassVar[str] = "backfill_page"
+    backfill_id: int
+
+    def to_spec(self, account_id: int) -> JobSpec:
+        return _entity_spec(self, account_id, self.backfill_id)
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> BackfillPage:
+        return cls(backfill_id=int(payload["backfill_id"]))

@@ -65,6 +65,7 @@ def job_spans(stack):
             if entry.get("msg", "").startswith("job ") and "job_id" in entry:
                 edge = "start" if entry["msg"].endswith("started") else "end"
                 spans[(entry["account_id"], entry["job_id"])][edge] = entry["at"]
+                spans[(entry["account_id"], entry["job_id"])]["batch"] = entry["batch"]
     return spans
 
 
@@ -91,7 +92,9 @@ def test_two_workers_2000_events_200_leads_20_accounts(pg_schema_url, tmp_path):
     keys = [row.coalesce_key for row in rows]
     assert len(rows) < 2000 and len(set(keys)) == 200  # 2,000 events coalesced per lead
     assert len({row.claimed_by for row in rows}) == 2  # both workers took part
-    assert len(spans) == len(rows) and all(set(span) == {"start", "end"} for span in spans.values())
+    # Every job ran in exactly one span: alone, or in the batch its account's leader took along.
+    assert sum(span["batch"] for span in spans.values()) == len(rows)
+    assert all(set(span) == {"start", "end", "batch"} for span in spans.values())
     assert_never_two_at_once(spans)
 
 

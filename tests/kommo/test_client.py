@@ -192,3 +192,11 @@ async def test_companies_by_ids_and_a_contact_s_company(client, kommo):
     assert [(c.id, c.name) for c in await client.companies([acme.id, 1])] == [(acme.id, "Acme Corp")]
     [call] = api_calls(kommo, "/api/v4/companies")
     assert call.query == f"filter%5Bid%5D%5B%5D=1&filter%5Bid%5D%5B%5D={acme.id}&limit=250"
+
+
+async def test_leads_by_ids_in_batches_of_250(client, kommo):
+    ids = [kommo.store.add_lead(ACME, f"L{n}", status_id=QUALIFIED).id for n in range(260)]
+    found = await client.leads([*ids[5:], 1])
+    assert sorted(lead.id for lead in found) == sorted(ids[5:])
+    calls = api_calls(kommo, "/api/v4/leads")
+    assert len(calls) == 2 and all("filter%5Bid%5D%5B%5D=" in c.query for c in calls)

@@ -1,12 +1,17 @@
 import base64
+from datetime import UTC, datetime, timedelta
 
 import httpx2
 import pytest
 
-from backend import repository
+from backend import repository, usage
+from backend.activity_hourly import HourCounts, truncate_hour
 from backend.app import create_app
-from backend.models import Job
+from backend.models import Activity, Backfill, Job, utcnow
+from backend.routes import activity_chart
+from backend.settings import Secret
 from tests.conftest import make_settings
+from tests.test_usage import calls, vendor_client
 
 
 def basic(password, user="admin"):
@@ -55,3 +60,52 @@ async def test_dashboard_lists_accounts_and_dead_letters_then_retries(admin):
     async with resources.sessions() as session:
         job = await session.get(Job, 1)
     assert (job.state, job.attempts) == ("pending", 0)
+
+
+async def test_dashboard_shows_vendor_calls_token_health_backfill_and_the_chart(admin):
+    client, resources = admin
+    now = utcnow()
+    async with resources.sessions() as session, session.begin():
+        await repository.save_kommo_tokens(session, resources.vault, 5, repository.KommoTokens(
+            Secret("access"), Secret("refresh"), datetime(2031, 1, 2, 3, 4, tzinfo=UTC)))
+        await repository.set_account_status(session, 5, "needs_reauth")
+        session.add(Backfill(account_id=5, state="done", dry_run=True, total=40, done=40))
+        session.add(Backfill(account_id=5, state="running", dry_run=False, total=1000, done=250,
+                             started_at=datetime(2030, 6, 7, 8, 9, tzinfo=UTC)))
+        for outcome in ("ok", "ok", "skipped", "failed"):
+            await repository.add_activity(session, 5, Activity(
+                at=now, direction="to_esp", summary="entry", outcome=outcome))
+    async with vendor_client() as vendor:
+        await calls(vendor, 5, "kommo", 4, limited=1)
+        await calls(vendor, 5, "mailerlite", 2)
+        await usage.flush(resources.sessions, vendor)
+    page = await client.get("/admin", headers=basic("operator-pass-123"))
+    if truncate_hour(utcnow()) != truncate_hour(now):
+        pytest.skip("an hour began during the test")  # the calls went to the previous hour
+    this_hour = cell(page.text, "usage")
+    assert 'data-vendor="kommo">kommo 4 <span class="bad">(1×429)</span>' in this_hour
+    assert 'data-vendor="mailerlite">mailerlite 2</span>' in this_hour
+    assert cell(page.text, "usage muted") == '<span class="muted">none</span>'  # previous hour
+    assert "valid until 2031-01-02 03:04 UTC" in page.text and "needs reauthorization" in page.text
+    backfill = cell(page.text, "backfill")
+    assert "running</span>" in backfill and "250/1000" in backfill
+    assert "started 2030-06-07 08:09" in backfill and "preview" not in backfill
+    assert f"<title>{now:%Y-%m-%d %H:00} UTC: 2 synced, 1 skipped, 1 failed</title>" in page.text
+    assert page.text.count("<svg") == 1
+
+
+def cell(html, css_class):
+    return html.split(f'<td class="{css_class}">')[1].split("</td>")[0].strip()
+
+
+def test_the_chart_stacks_synced_skipped_failed_scaled_to_the_peak():
+    hour = datetime(2026, 12, 10, 15, tzinfo=UTC)
+    chart = str(activity_chart.svg([HourCounts(hour - timedelta(hours=1)),
+                                    HourCounts(hour, ok=2, skipped=1, failed=1)]))
+    assert chart.startswith('<svg xmlns="http://www.w3.org/2000/svg"') and "<script" not in chart
+    assert "<title>2026-12-10 14:00 UTC: 0 synced, 0 skipped, 0 failed</title>" in chart
+    # Peak 4 per hour fills the 48-unit plot: 2 synced = 24 units, then 12 and 12 above them.
+    assert ('<rect x="8" y="24.00" width="6" height="24.00" fill="#12b76a"/>'
+            '<rect x="8" y="12.00" width="6" height="12.00" fill="#98a2b3"/>'
+            '<rect x="8" y="0.00" width="6" height="12.00" fill="#d92d20"/>') in chart
+    assert "now · peak 4/h" in chart

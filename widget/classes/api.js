@@ -77,6 +77,14 @@ define(['jquery'], function ($) {
     return this.request('PUT', '/api/widget/mapping', {rules: rules, options: options});
   };
 
+  // The sync of existing leads: {dry_run, new_subscribers_as} → {backfill_id}; 409
+  // backfill_running while one runs. backfill() reads the newest run's progress and counts.
+  Api.prototype.startBackfill = function (body) {
+    return this.request('POST', '/api/widget/backfill', body);
+  };
+
+  Api.prototype.backfill = function () { return this.request('GET', '/api/widget/backfill'); };
+
   Api.prototype.activity = function (limit) {
     return this.request('GET', '/api/widget/activity?limit=' + (limit || 20));
   };

@@ -1,7 +1,8 @@
-// The settings modal: banner, platform and key, Mailchimp audience, stage mapping, options and
-// activity. Kommo calls open() from the `settings` callback and save() from `onSave`.
-define(['jquery', './provider.js', './mapping.js', './options.js', './activity.js'],
-  function ($, ProviderStep, MappingTable, Options, Activity) {
+// The settings modal: banner, platform and key, Mailchimp audience, stage mapping, the sync of
+// existing leads, options and activity. Kommo calls open() from the `settings` callback and save()
+// from `onSave`.
+define(['jquery', './provider.js', './mapping.js', './options.js', './activity.js', './backfill.js'],
+  function ($, ProviderStep, MappingTable, Options, Activity, Backfill) {
     'use strict';
 
     function Settings(widget, ui, api) {
@@ -19,6 +20,7 @@ define(['jquery', './provider.js', './mapping.js', './options.js', './activity.j
       this.mapping = new MappingTable(ui, function () { self.options.keepValues(); changed(); });
       this.options = new Options(ui, this.mapping, changed);
       this.activity = new Activity(ui, api);
+      this.backfill = new Backfill(ui, api, function () { self.activity.load(self.kind()); });
     }
 
     Settings.prototype.section = function (hook, title, hint) {
@@ -89,6 +91,7 @@ define(['jquery', './provider.js', './mapping.js', './options.js', './activity.j
         this.provider.$audience,
         this.section('mapping', ui.t('mapping.title'), ui.t('mapping.hint')).append(
           $('<div class="mailsync__toolbar">').append(this.$suggest), this.$mappingNote, this.mapping.$el),
+        this.$backfill = this.section('backfill', ui.t('backfill.title')).append(this.backfill.$el),
         this.section('options', ui.t('options.title')).append(this.options.$el),
         this.section('activity', ui.t('activity.title'), ui.t('activity.hint')).append(this.activity.$el),
         this.$saveError);
@@ -96,6 +99,14 @@ define(['jquery', './provider.js', './mapping.js', './options.js', './activity.j
       this.refreshMapping();
       this.options.load(this.account.options, this.fields, kind);
       this.activity.load(kind);
+      this.refreshBackfill();
+    };
+
+    // Shown once a working platform and a saved mapping exist: what a sync of existing leads uses.
+    Settings.prototype.refreshBackfill = function () {
+      if (this.$backfill) {
+        this.$backfill.toggle(this.backfill.load(this.account));
+      }
     };
 
     Settings.prototype.bind = function () {
@@ -152,6 +163,7 @@ define(['jquery', './provider.js', './mapping.js', './options.js', './activity.j
       this.refreshMapping();
       this.options.load(this.options.read(true), this.fields, this.kind());
       this.activity.load(this.kind());
+      this.refreshBackfill();
       this.changed();
     };
 
@@ -217,6 +229,7 @@ define(['jquery', './provider.js', './mapping.js', './options.js', './activity.j
         self.refreshMapping();
         self.options.load(account.options, self.fields, self.kind());
         self.store(evt, account.mapping.rules);
+        self.refreshBackfill();
         return true;
       }).catch(function (failure) {
         self.mapping.render();
@@ -236,6 +249,7 @@ define(['jquery', './provider.js', './mapping.js', './options.js', './activity.j
     };
 
     Settings.prototype.destroy = function () {
+      this.backfill.destroy();
       if (this.$root) {
         this.$root.remove();
       }

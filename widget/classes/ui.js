@@ -89,6 +89,16 @@ define(['jquery'], function ($) {
       {day: 'numeric', month: 'short', hour: '2-digit', minute: '2-digit'});
   };
 
+  // A count in the user's language (20,000 / 20.000).
+  Ui.prototype.number = function (n) {
+    var value = Number(n) || 0;
+    try {
+      return value.toLocaleString(LOCALES[this.lang()] || undefined);
+    } catch (ignored) {
+      return String(value);
+    }
+  };
+
   Ui.prototype.providerName = function (kind) {
     return {mailerlite: 'MailerLite', mailchimp: 'Mailchimp'}[kind] || this.t('activity.platform');
   };

@@ -7,6 +7,7 @@ when the member's tags (returned by the PUT) differ from what we want.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -17,7 +18,9 @@ from backend.errors import (
     PermanentRefusal,
     Unprocessable,
     UpstreamNotFound,
+    UpstreamRateLimited,
     UpstreamUnauthorized,
+    UpstreamUnavailable,
 )
 from backend.providers import cache
 from backend.providers.base import (
@@ -272,25 +275,54 @@ class MailchimpProvider:
 
     # --- bulk (backfill) -----------------------------------------------------------------
 
+    async def lookup(self, emails: Sequence[str]) -> Mapping[str, Subscriber]:
+        """One read per address (Mailchimp has no look-up by many addresses), at most 10 at a
+        time like every call with this key."""
+        found = await asyncio.gather(*(self.get_subscriber(e) for e in dict.fromkeys(emails)))
+        return {s.email: s for s in found if s is not None}
+
     async def bulk_upsert(self, items: Sequence[SubscriberData]) -> BulkResult:
         """`POST /lists/{id}` with up to 500 members, `status_if_new` only; tags are added by the
-        same call, removals go through `bulk_set_membership`."""
+        same call; the tags to remove that a member turns out to have go in one segment call per
+        tag (`members_to_remove`)."""
         succeeded: list[str] = []
         failed: dict[str, str] = {}
+        statuses: dict[str, EspStatus] = {}
+        strays: dict[str, list[str]] = {}
+        retry: dict[str, str] = {}
+        retry_after: float | None = None
+        created: set[str] = set()
         for start in range(0, len(items), BULK_MAX):
+            chunk = items[start:start + BULK_MAX]
             members = []
-            for item in items[start:start + BULK_MAX]:
+            for item in chunk:
                 member = self._member_body(item, await vendor_fields(self, item.fields))
                 if item.add_segments:
                     member["tags"] = list(item.add_segments)
                 members.append(member)
-            body = await self.api.call("POST", self._list(), json={
-                "members": members, "update_existing": True, "sync_tags": False})
+            try:
+                body = await self.api.call("POST", self._list(), json={
+                    "members": members, "update_existing": True, "sync_tags": False})
+            except (UpstreamRateLimited, UpstreamUnavailable) as exc:
+                # What was written stays written; only the rest is tried again, when told.
+                retry = {lower(i.email) or i.email: exc.message for i in items[start:]}
+                retry_after = exc.retry_after
+                break
             for error in body.get("errors") or []:
                 failed[lower(error.get("email_address")) or ""] = str(error.get("error"))
+            unwanted = {lower(item.email) or item.email: set(item.remove_segments) for item in chunk}
+            created.update(lower(m.get("email_address")) or "" for m in body.get("new_members") or [])
             for done in [*(body.get("new_members") or []), *(body.get("updated_members") or [])]:
-                succeeded.append(lower(done.get("email_address")) or "")
-        return BulkResult(succeeded=tuple(succeeded), failed=failed)
+                email = lower(done.get("email_address")) or ""
+                succeeded.append(email)
+                statuses[email] = EspStatus.parse(done.get("status"))
+                tags = {str(t.get("name")) for t in done.get("tags") or () if isinstance(t, Mapping)}
+                for tag in tags & unwanted.get(email, set()):
+                    strays.setdefault(tag, []).append(email)
+        for tag, emails in strays.items():
+            await self.bulk_set_membership(tag, remove=emails)
+        return BulkResult(succeeded=tuple(succeeded), failed=failed, retry=retry,
+                          retry_after=retry_after, statuses=statuses, created=frozenset(created))
 
     async def bulk_set_membership(self, segment_id: str, *, add: Sequence[str] = (),
                                   remove: Sequence[str] = ()) -> BulkResult:

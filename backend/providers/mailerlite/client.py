@@ -15,7 +15,13 @@ from urllib.parse import quote
 
 import httpx2
 
-from backend.errors import Unprocessable, UpstreamNotFound, UpstreamUnauthorized
+from backend.errors import (
+    Unprocessable,
+    UpstreamNotFound,
+    UpstreamRateLimited,
+    UpstreamUnauthorized,
+    UpstreamUnavailable,
+)
 from backend.providers import cache
 from backend.providers.base import (
     BulkResult,
@@ -172,6 +178,19 @@ class MailerLiteProvider:
             return None
         return parse_subscriber(body["data"])
 
+    async def lookup(self, emails: Sequence[str]) -> Mapping[str, Subscriber]:
+        """`/batch` of up to 50 look-ups per call."""
+        found: dict[str, Subscriber] = {}
+        wanted = list(dict.fromkeys(lower(e) or e for e in emails))
+        for start in range(0, len(wanted), BATCH_MAX):
+            answers = await self._batch([{"method": "GET", "path": f"api/subscribers/{quote(e, safe='@')}"}
+                                         for e in wanted[start:start + BATCH_MAX]])
+            for answer in answers:
+                if answer.get("code") == 200 and isinstance(answer.get("body"), dict):
+                    subscriber = parse_subscriber(answer["body"]["data"])
+                    found[subscriber.email] = subscriber
+        return found
+
     async def upsert(self, data: SubscriberData) -> Subscriber:
         payload: dict[str, Any] = {"email": lower(data.email)}
         fields = await vendor_fields(self, data.fields)
@@ -234,25 +253,46 @@ class MailerLiteProvider:
         """`POST /batch` of up to 50 upserts per call, then one batch of group removals."""
         succeeded: list[str] = []
         failed: dict[str, str] = {}
+        retry: dict[str, str] = {}
+        statuses: dict[str, EspStatus] = {}
+        created: set[str] = set()
+        # Double opt-in applies to addresses MailerLite lacks only: find which those are.
+        known = await self.lookup([i.email for i in items if i.consent is Consent.PENDING])
+        retry_after = None
         for start in range(0, len(items), BATCH_MAX):
             chunk = items[start:start + BATCH_MAX]
             requests = [{"method": "POST", "path": "api/subscribers",
-                         "body": await self._bulk_body(item)} for item in chunk]
-            answers = await self._batch(requests)
+                         "body": await self._bulk_body(item, known)} for item in chunk]
+            try:
+                answers = await self._batch(requests)
+            except (UpstreamRateLimited, UpstreamUnavailable) as exc:
+                # What was written stays written; only the rest is tried again, when told.
+                retry.update({lower(i.email) or i.email: exc.message for i in items[start:]})
+                retry_after = exc.retry_after
+                break
             removals = []
             for item, answer in zip(chunk, answers, strict=True):
                 email = lower(item.email) or item.email
+                data = answer.get("body", {}).get("data", {}) if isinstance(answer.get("body"), dict) else {}
                 if answer.get("code") in (200, 201):
                     succeeded.append(email)
-                    removals += _removals(item, answer.get("body", {}).get("data", {}))
+                    if answer.get("code") == 201:
+                        created.add(email)
+                    statuses[email] = EspStatus.parse(data.get("status"))
+                    removals += _removals(item, data)
+                elif answer.get("code") == 429 or int(answer.get("code") or 500) >= 500:
+                    retry[email] = _answer_message(answer)
                 else:
                     failed[email] = _answer_message(answer)
             if removals:
                 await self._batch(removals)
-        return BulkResult(succeeded=tuple(succeeded), failed=failed)
+        return BulkResult(succeeded=tuple(succeeded), failed=failed, retry=retry,
+                          retry_after=retry_after, statuses=statuses, created=frozenset(created))
 
-    async def _bulk_body(self, item: SubscriberData) -> dict[str, Any]:
+    async def _bulk_body(self, item: SubscriberData, known: Mapping[str, Subscriber]) -> dict[str, Any]:
         body: dict[str, Any] = {"email": lower(item.email)}
+        if item.consent is Consent.PENDING and (lower(item.email) or item.email) not in known:
+            body["status"] = "unconfirmed"
         if fields := await vendor_fields(self, item.fields):
             body["fields"] = fields
         if item.add_segments:

@@ -106,6 +106,10 @@ class MailerLiteSandbox:
             return JSONResponse({"message": "Too Many Attempts."}, status_code=429, headers={
                 **limit_headers, "Retry-After": str(max(1, math.ceil(reset)))})
         status, answer = self._route(classic, request.method, rel, key or "", query, body)
+        if status == 429:  # the import limit: say when its window turns, as for the request limit
+            start, _count = self.state.windows.get(("import", key or ""), (self.state.clock(), 0))
+            reset = start + self.state.window - self.state.clock()
+            limit_headers["Retry-After"] = str(max(1, math.ceil(reset)))
         if status == 204:
             return Response(status_code=204, headers=limit_headers)
         return JSONResponse(answer, status_code=status, headers=limit_headers)

@@ -103,6 +103,9 @@ class PostboxProvider:
         found = self.platform.subscribers.get(email)
         return None if found is None else Subscriber(email, email, found["status"], tuple(found["segments"]))
 
+    async def lookup(self, emails: Sequence[str]) -> Mapping[str, Subscriber]:
+        return {e: s for e in emails if (s := await self.get_subscriber(e)) is not None}
+
     async def ensure_fields(self, names: Sequence[str]) -> Mapping[str, str]:
         return {name: name for name in names}
 

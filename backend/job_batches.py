@@ -34,3 +34,14 @@ async def take_followers(session: AsyncSession, leader: ClaimedJob, *, worker_id
         .returning(Job.id, Job.account_id, Job.kind, Job.payload, Job.attempts)
         .execution_options(synchronize_session=False))).all()
     return sorted((ClaimedJob(*row) for row in rows), key=lambda job: job.id)
+
+
+async def defer_due(session: AsyncSession, account_id: int, kind: str, seconds: float) -> int:
+    """A vendor told this account's batch to come back later: the account's other due jobs of the
+    kind wait as long, instead of each reading Kommo only to be refused in turn."""
+    until = utcnow() + timedelta(seconds=seconds)
+    result = await session.exec(
+        update(Job).where(col(Job.account_id) == account_id, col(Job.kind) == kind,
+                          col(Job.state) == JobState.PENDING, col(Job.run_at) < until)
+        .values(run_at=until).execution_options(synchronize_session=False))
+    return result.rowcount

@@ -24,7 +24,13 @@ from typing import TYPE_CHECKING
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend import alerts, job_batches, jobs, logs, metrics, repository
-from backend.errors import MailsyncError, UpstreamError, UpstreamForbidden, UpstreamUnauthorized
+from backend.errors import (
+    MailsyncError,
+    UpstreamError,
+    UpstreamForbidden,
+    UpstreamRateLimited,
+    UpstreamUnauthorized,
+)
 from backend.jobs import ClaimedJob
 from backend.kommo.tokens import keep_alive_refresh
 from backend.models import JobState, utcnow
@@ -178,6 +184,10 @@ class Worker:
         for job in run:
             metrics.JOB_ATTEMPTS.labels(job.kind).observe(job.attempts)
             await self._outcome(job, failures.get(job.id))
+        wait = max((e.retry_after or 0 for e in failures.values() if isinstance(e, UpstreamRateLimited)),
+                   default=0)
+        if wait and leader.kind in self.batch_handlers:
+            await self._settle(job_batches.defer_due, leader.account_id, leader.kind, wait)
 
     async def _followers(self, leader: ClaimedJob) -> list[ClaimedJob]:
         """A kind with a batch handler takes the account's other due jobs of that kind along."""

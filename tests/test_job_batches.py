@@ -69,3 +69,13 @@ async def test_a_shutdown_releases_batched_jobs_without_counting_the_attempt(ses
         await jobs.release(session, follower.id)
     [row] = [j for j in await all_jobs(sessions) if j.id == follower.id]
     assert (row.state, row.attempts) == ("pending", 0)
+
+
+async def test_a_rate_limited_account_s_due_jobs_wait_as_long(sessions, make_accounts):
+    await make_accounts(1, 2)
+    await enqueue(sessions, lead_job(1, 1), lead_job(1, 2), lead_job(2, 3))
+    async with sessions() as session, session.begin():
+        assert await job_batches.defer_due(session, 1, "reconcile_lead", 30) == 2
+    later = {j.payload["lead_id"]: j.run_at for j in await all_jobs(sessions)}
+    assert later[1] == later[2] > utcnow() + timedelta(seconds=25)
+    assert later[3] <= utcnow()  # another account is not held up

@@ -7,7 +7,6 @@ when the member's tags (returned by the PUT) differ from what we want.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -18,13 +17,10 @@ from backend.errors import (
     PermanentRefusal,
     Unprocessable,
     UpstreamNotFound,
-    UpstreamRateLimited,
     UpstreamUnauthorized,
-    UpstreamUnavailable,
 )
 from backend.providers import cache
 from backend.providers.base import (
-    BulkResult,
     EspEvent,
     EspList,
     EspStatus,
@@ -37,6 +33,7 @@ from backend.providers.base import (
 )
 from backend.providers.mailchimp import webhooks
 from backend.providers.mailchimp.api import SERVICE, MailchimpApi, subscriber_hash
+from backend.providers.mailchimp.bulk import BulkOperations
 from backend.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
@@ -48,7 +45,6 @@ MERGE_TAGS = {"first_name": "FNAME", "last_name": "LNAME", "phone": "PHONE", "co
 MERGE_NAMES = {"COMPANY": "Company", "KOMMOCID": "Kommo contact ID", "KOMMOLID": "Kommo lead ID"}
 MAX_TAG_LENGTH = 10
 MAX_MERGE_FIELDS = 30
-BULK_MAX = 500
 WEBHOOK_EVENTS = {"subscribe": False, "unsubscribe": True, "profile": True, "cleaned": True,
                   "upemail": True, "campaign": False}
 WEBHOOK_SOURCES = {"user": True, "admin": True, "api": False}  # no echo of our own writes
@@ -71,7 +67,7 @@ def merge_tag(name: str) -> str:
     return tag
 
 
-class MailchimpProvider:
+class MailchimpProvider(BulkOperations):
     kind: ClassVar[str] = "mailchimp"
     family: ClassVar[str] = "mailchimp"
     service: ClassVar[str] = SERVICE
@@ -272,73 +268,3 @@ class MailchimpProvider:
     async def delete_webhook(self, webhook_id: str) -> None:
         with contextlib.suppress(UpstreamNotFound):
             await self.api.call("DELETE", f"{self._list()}/webhooks/{webhook_id}")
-
-    # --- bulk (backfill) -----------------------------------------------------------------
-
-    async def lookup(self, emails: Sequence[str]) -> Mapping[str, Subscriber]:
-        """One read per address (Mailchimp has no look-up by many addresses), at most 10 at a
-        time like every call with this key."""
-        found = await asyncio.gather(*(self.get_subscriber(e) for e in dict.fromkeys(emails)))
-        return {s.email: s for s in found if s is not None}
-
-    async def bulk_upsert(self, items: Sequence[SubscriberData]) -> BulkResult:
-        """`POST /lists/{id}` with up to 500 members, `status_if_new` only; tags are added by the
-        same call; the tags to remove that a member turns out to have go in one segment call per
-        tag (`members_to_remove`)."""
-        succeeded: list[str] = []
-        failed: dict[str, str] = {}
-        statuses: dict[str, EspStatus] = {}
-        strays: dict[str, list[str]] = {}
-        retry: dict[str, str] = {}
-        retry_after: float | None = None
-        created: set[str] = set()
-        for start in range(0, len(items), BULK_MAX):
-            chunk = items[start:start + BULK_MAX]
-            members = []
-            for item in chunk:
-                member = self._member_body(item, await vendor_fields(self, item.fields))
-                if item.add_segments:
-                    member["tags"] = list(item.add_segments)
-                members.append(member)
-            try:
-                body = await self.api.call("POST", self._list(), json={
-                    "members": members, "update_existing": True, "sync_tags": False})
-            except (UpstreamRateLimited, UpstreamUnavailable) as exc:
-                # What was written stays written; only the rest is tried again, when told.
-                retry = {lower(i.email) or i.email: exc.message for i in items[start:]}
-                retry_after = exc.retry_after
-                break
-            for error in body.get("errors") or []:
-                failed[lower(error.get("email_address")) or ""] = str(error.get("error"))
-            unwanted = {lower(item.email) or item.email: set(item.remove_segments) for item in chunk}
-            created.update(lower(m.get("email_address")) or "" for m in body.get("new_members") or [])
-            for done in [*(body.get("new_members") or []), *(body.get("updated_members") or [])]:
-                email = lower(done.get("email_address")) or ""
-                succeeded.append(email)
-                statuses[email] = EspStatus.parse(done.get("status"))
-                tags = {str(t.get("name")) for t in done.get("tags") or () if isinstance(t, Mapping)}
-                for tag in tags & unwanted.get(email, set()):
-                    strays.setdefault(tag, []).append(email)
-        for tag, emails in strays.items():
-            await self.bulk_set_membership(tag, remove=emails)
-        return BulkResult(succeeded=tuple(succeeded), failed=failed, retry=retry,
-                          retry_after=retry_after, statuses=statuses, created=frozenset(created))
-
-    async def bulk_set_membership(self, segment_id: str, *, add: Sequence[str] = (),
-                                  remove: Sequence[str] = ()) -> BulkResult:
-        ids = await self._tag_ids()
-        static_id = ids.get(segment_id) or await self._create_tag(segment_id)
-        succeeded: list[str] = []
-        failed: dict[str, str] = {}
-        adds, removes = list(add), list(remove)
-        while adds or removes:
-            body = await self.api.call("POST", f"{self._list()}/segments/{static_id}", json={
-                "members_to_add": [lower(e) for e in adds[:BULK_MAX]],
-                "members_to_remove": [lower(e) for e in removes[:BULK_MAX]]})
-            adds, removes = adds[BULK_MAX:], removes[BULK_MAX:]
-            for member in [*(body.get("members_added") or []), *(body.get("members_removed") or [])]:
-                succeeded.append(lower(member.get("email_address")) or "")
-            for error in body.get("errors") or []:
-                for email in error.get("email_addresses") or []:
-                    failed[lower(email) or ""] = str(error.get("error"))
-        return BulkResult(succeeded=tuple(succeeded), failed=failed)

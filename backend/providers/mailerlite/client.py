@@ -18,17 +18,13 @@ import httpx2
 from backend.errors import (
     Unprocessable,
     UpstreamNotFound,
-    UpstreamRateLimited,
     UpstreamUnauthorized,
-    UpstreamUnavailable,
 )
 from backend.providers import cache
 from backend.providers.base import (
-    BulkResult,
     Consent,
     EspEvent,
     EspList,
-    EspStatus,
     Segment,
     Subscriber,
     SubscriberData,
@@ -38,6 +34,8 @@ from backend.providers.base import (
 )
 from backend.providers.mailerlite import webhooks
 from backend.providers.mailerlite.api import SERVICE, MailerLiteApi, key_shape
+from backend.providers.mailerlite.bulk import BulkOperations
+from backend.providers.mailerlite.shapes import parse_group, parse_subscriber, parse_webhook_object
 from backend.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
@@ -49,27 +47,10 @@ DEFAULT_KEYS = {"first_name": "name", "last_name": "last_name", "phone": "phone"
                 "company": "company"}
 WEBHOOK_EVENTS = ["subscriber.unsubscribed", "subscriber.bounced", "subscriber.spam_reported",
                   "subscriber.updated", "subscriber.deleted"]
-BATCH_MAX = 50
 PAGE = 100
 
 
-def parse_subscriber(data: Mapping[str, Any], *, created: bool = False) -> Subscriber:
-    groups = data.get("groups") or ()
-    return Subscriber(email=lower(data.get("email")) or "", id=str(data["id"]),
-                      status=EspStatus.parse(data.get("status")),
-                      segments=tuple(str(g["id"]) for g in groups if isinstance(g, Mapping)),
-                      fields=dict(data.get("fields") or {}), created=created)
-
-
-def parse_group(data: Mapping[str, Any]) -> Segment:
-    return Segment(id=str(data["id"]), name=str(data.get("name") or ""))
-
-
-def parse_webhook_object(data: Mapping[str, Any]) -> Webhook:
-    return Webhook(id=str(data["id"]), secret=data.get("secret"))
-
-
-class MailerLiteProvider:
+class MailerLiteProvider(BulkOperations):
     kind: ClassVar[str] = "mailerlite"
     family: ClassVar[str] = "mailerlite"
     service: ClassVar[str] = SERVICE
@@ -178,19 +159,6 @@ class MailerLiteProvider:
             return None
         return parse_subscriber(body["data"])
 
-    async def lookup(self, emails: Sequence[str]) -> Mapping[str, Subscriber]:
-        """`/batch` of up to 50 look-ups per call."""
-        found: dict[str, Subscriber] = {}
-        wanted = list(dict.fromkeys(lower(e) or e for e in emails))
-        for start in range(0, len(wanted), BATCH_MAX):
-            answers = await self._batch([{"method": "GET", "path": f"api/subscribers/{quote(e, safe='@')}"}
-                                         for e in wanted[start:start + BATCH_MAX]])
-            for answer in answers:
-                if answer.get("code") == 200 and isinstance(answer.get("body"), dict):
-                    subscriber = parse_subscriber(answer["body"]["data"])
-                    found[subscriber.email] = subscriber
-        return found
-
     async def upsert(self, data: SubscriberData) -> Subscriber:
         payload: dict[str, Any] = {"email": lower(data.email)}
         fields = await vendor_fields(self, data.fields)
@@ -247,100 +215,7 @@ class MailerLiteProvider:
         with contextlib.suppress(UpstreamNotFound):
             await self.api.call("DELETE", f"/webhooks/{webhook_id}")
 
-    # --- bulk (backfill) -----------------------------------------------------------------
-
-    async def bulk_upsert(self, items: Sequence[SubscriberData]) -> BulkResult:
-        """`POST /batch` of up to 50 upserts per call, then one batch of group removals."""
-        succeeded: list[str] = []
-        failed: dict[str, str] = {}
-        retry: dict[str, str] = {}
-        statuses: dict[str, EspStatus] = {}
-        created: set[str] = set()
-        # Double opt-in applies to addresses MailerLite lacks only: find which those are.
-        known = await self.lookup([i.email for i in items if i.consent is Consent.PENDING])
-        retry_after = None
-        for start in range(0, len(items), BATCH_MAX):
-            chunk = items[start:start + BATCH_MAX]
-            requests = [{"method": "POST", "path": "api/subscribers",
-                         "body": await self._bulk_body(item, known)} for item in chunk]
-            try:
-                answers = await self._batch(requests)
-            except (UpstreamRateLimited, UpstreamUnavailable) as exc:
-                # What was written stays written; only the rest is tried again, when told.
-                retry.update({lower(i.email) or i.email: exc.message for i in items[start:]})
-                retry_after = exc.retry_after
-                break
-            removals = []
-            for item, answer in zip(chunk, answers, strict=True):
-                email = lower(item.email) or item.email
-                data = answer.get("body", {}).get("data", {}) if isinstance(answer.get("body"), dict) else {}
-                if answer.get("code") in (200, 201):
-                    succeeded.append(email)
-                    if answer.get("code") == 201:
-                        created.add(email)
-                    statuses[email] = EspStatus.parse(data.get("status"))
-                    removals += _removals(item, data)
-                elif answer.get("code") == 429 or int(answer.get("code") or 500) >= 500:
-                    retry[email] = _answer_message(answer)
-                else:
-                    failed[email] = _answer_message(answer)
-            if removals:
-                await self._batch(removals)
-        return BulkResult(succeeded=tuple(succeeded), failed=failed, retry=retry,
-                          retry_after=retry_after, statuses=statuses, created=frozenset(created))
-
-    async def _bulk_body(self, item: SubscriberData, known: Mapping[str, Subscriber]) -> dict[str, Any]:
-        body: dict[str, Any] = {"email": lower(item.email)}
-        if item.consent is Consent.PENDING and (lower(item.email) or item.email) not in known:
-            body["status"] = "unconfirmed"
-        if fields := await vendor_fields(self, item.fields):
-            body["fields"] = fields
-        if item.add_segments:
-            body["groups"] = list(item.add_segments)
-        return body
-
-    async def _batch(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        body = await self.api.call("POST", "/batch", json={"requests": requests})
-        return list(body.get("responses") or [])
-
-    async def bulk_set_membership(self, segment_id: str, *, add: Sequence[str] = (),
-                                  remove: Sequence[str] = ()) -> BulkResult:
-        """Adds: one group import (it skips opted-out addresses, never revives them). Removals:
-        a batch of look-ups, then a batch of unassigns, per 50 addresses."""
-        if add:
-            await self.api.call("POST", f"/groups/{segment_id}/import-subscribers", json={
-                "subscribers": [{"email": lower(e)} for e in add]})
-        for start in range(0, len(remove), BATCH_MAX):
-            chunk = [lower(e) or e for e in remove[start:start + BATCH_MAX]]
-            found = await self._batch([{"method": "GET", "path": f"api/subscribers/{quote(e, safe='@')}"}
-                                       for e in chunk])
-            deletes = [{"method": "DELETE",
-                        "path": f"api/subscribers/{a['body']['data']['id']}/groups/{segment_id}"}
-                       for a in found if a.get("code") == 200]
-            if deletes:
-                await self._batch(deletes)
-        return BulkResult(succeeded=tuple(lower(e) or e for e in [*add, *remove]))
-
 
 def resolve_field(name: str, known: Mapping[str, str]) -> str | None:
     candidate = DEFAULT_KEYS.get(name, name)
     return known.get(candidate) or known.get(name.casefold())
-
-
-def _removals(item: SubscriberData, data: Mapping[str, Any]) -> list[dict[str, Any]]:
-    if not item.remove_segments or "id" not in data:
-        return []
-    current = {str(g["id"]) for g in data.get("groups") or () if isinstance(g, Mapping)}
-    return [{"method": "DELETE", "path": f"api/subscribers/{data['id']}/groups/{g}"}
-            for g in dict.fromkeys(item.remove_segments)
-            if "groups" not in data or g in current]
-
-
-def _answer_message(answer: Mapping[str, Any]) -> str:
-    body = answer.get("body") or {}
-    message = str(body.get("message") or f"MailerLite answered {answer.get('code')}")
-    errors = body.get("errors")
-    if isinstance(errors, dict):
-        details = "; ".join(f"{k}: {' '.join(map(str, v))}" for k, v in errors.items())
-        message = f"{message} ({details})"
-    return message

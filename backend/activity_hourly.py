@@ -33,13 +33,14 @@ def truncate_hour(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 
 
-async def count(session: AsyncSession, account_id: int, outcome: str, at: datetime) -> None:
-    """One more entry of this outcome in the hour of `at`; an upsert that adds, so concurrent
+async def count(session: AsyncSession, account_id: int, outcome: str, at: datetime,
+                n: int = 1) -> None:
+    """`n` more entries of this outcome in the hour of `at`; an upsert that adds, so concurrent
     writers of one hour never lose a count."""
     insert = db.insert_for(session)
     table = ActivityHourly.__table__
     statement = insert(table).values(account_id=account_id, hour=truncate_hour(at),
-                                     outcome=outcome, count=1)
+                                     outcome=outcome, count=n)
     statement = statement.on_conflict_do_update(
         index_elements=["account_id", "hour", "outcome"],
         set_={"count": table.c.count + statement.excluded.count})

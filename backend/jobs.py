@@ -185,8 +185,13 @@ async def renew_lease(session: AsyncSession, job_ids: list[int], worker_id: str,
 
 async def finish(session: AsyncSession, job_id: int, *, error: str | None = None) -> None:
     """Done. `error` records a permanent outcome (not retried)."""
+    await finish_many(session, [job_id], error=error)
+
+
+async def finish_many(session: AsyncSession, job_ids: list[int], *, error: str | None = None) -> None:
+    """Done, in one statement (a batch's successes)."""
     await session.exec(
-        update(Job).where(col(Job.id) == job_id)
+        update(Job).where(col(Job.id).in_(job_ids))
         .values(state=JobState.DONE, finished_at=utcnow(), lease_until=None, last_error=error)
         .execution_options(synchronize_session=False))
 

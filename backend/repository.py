@@ -7,6 +7,7 @@ and their names say so.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -303,19 +304,36 @@ async def has_note_receipt(session: AsyncSession, account_id: int, dedupe_key: s
 
 
 async def save_contact_state(session: AsyncSession, state: ContactState) -> None:
-    if state.email:
-        state.email = state.email.lower()
-    session.add(state)
+    await save_contact_states(session, [state])
+
+
+async def save_contact_states(session: AsyncSession, states: Sequence[ContactState]) -> None:
+    for state in states:
+        if state.email:
+            state.email = state.email.lower()
+        session.add(state)
     await session.flush()
 
 
 async def add_activity(session: AsyncSession, account_id: int, activity: Activity) -> None:
-    activity.account_id = account_id
-    session.add(activity)
+    await add_activities(session, account_id, [activity])
+
+
+async def add_activities(session: AsyncSession, account_id: int, activities: Sequence[Activity]) -> None:
+    """Entries of one account (a batch's at once): one flush, one hourly count per hour and
+    outcome, one trim per class (failures or the rest) beyond its cap."""
+    for activity in activities:
+        activity.account_id = account_id
+        session.add(activity)
     await session.flush()
-    await activity_hourly.count(session, account_id, activity.outcome, activity.at)
-    # Trim the inserted row's class (failures or the rest) beyond its cap.
-    failed = activity.outcome == "failed"
+    hours = Counter((a.outcome, activity_hourly.truncate_hour(a.at)) for a in activities)
+    for (outcome, hour), n in hours.items():
+        await activity_hourly.count(session, account_id, outcome, hour, n)
+    for failed in {a.outcome == "failed" for a in activities}:
+        await _trim(session, account_id, failed)
+
+
+async def _trim(session: AsyncSession, account_id: int, failed: bool) -> None:
     same_class = (col(Activity.outcome) == "failed") if failed else (col(Activity.outcome) != "failed")
     cutoff = (select(Activity.id).where(Activity.account_id == account_id, same_class)
               .order_by(col(Activity.id).desc()).offset(FAILURE_CAP if failed else ACTIVITY_CAP)

@@ -183,7 +183,12 @@ class Worker:
         metrics.JOB_DURATION.labels(leader.kind).observe(time.perf_counter() - started)
         for job in run:
             metrics.JOB_ATTEMPTS.labels(job.kind).observe(job.attempts)
-            await self._outcome(job, failures.get(job.id))
+        done = [job.id for job in run if job.id not in failures]
+        if done:
+            await self._settle(jobs.finish_many, done)
+        for job in run:
+            if job.id in failures:
+                await self._outcome(job, failures[job.id])
         wait = max((e.retry_after or 0 for e in failures.values() if isinstance(e, UpstreamRateLimited)),
                    default=0)
         if wait and leader.kind in self.batch_handlers:
@@ -212,10 +217,7 @@ class Worker:
             return {job.id: exc for job in run}
         return {}
 
-    async def _outcome(self, job: ClaimedJob, exc: Exception | None) -> None:
-        if exc is None:
-            await self._settle(jobs.finish, job.id)
-            return
+    async def _outcome(self, job: ClaimedJob, exc: Exception) -> None:
         error, retry_after, retryable = _classify(exc)
         if _esp_refused_key(exc):
             await self._settle(_key_rejected, job.account_id, exc)

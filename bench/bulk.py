@@ -1,6 +1,6 @@
 """A bulk move of one account, against the simulators with the vendors' real limits.
 
-    .venv/bin/python -m bench.bulk [--leads 1000]
+    .venv/bin/python -m bench.bulk [--leads 1000] [--providers mailerlite,mailchimp]
 
 One account; N leads with contacts whose reconcile jobs arrive at once (what Kommo's batched
 webhooks store), then all N moved to another stage at once. For each phase: the time until every
@@ -77,12 +77,13 @@ def _floor(answered, kind: str, calls: dict[str, int]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--leads", type=int, default=1000)
+    parser.add_argument("--providers", default="mailerlite,mailchimp")
     args = parser.parse_args()
     print("| provider | phase | leads | converged | seconds | floor s | of floor speed | Kommo calls "
           "| ESP calls | refused (429) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
-        for kind in ("mailerlite", "mailchimp"):
+        for kind in args.providers.split(","):
             for p in asyncio.run(measure(kind, args.leads, Path(tmp))):
                 share = f"{p['floor'] / p['seconds']:.0%}" if p["floor"] >= 1 else "n/a"
                 print(f"| {kind} | {p['phase']} | {args.leads} | {p['converged']} | {p['seconds']:.1f} | "

@@ -99,11 +99,10 @@ class AccountSync:
 
     async def commit(self, states: Iterable[ContactState], activities: Iterable[Activity]) -> None:
         """Many contacts' states and activity entries in one transaction (a batch's results)."""
+        states = list(states)
+        for state in states:
+            state.account_id = self.account_id
         async with self.resources.sessions() as session, session.begin():
-            for state in states:
-                state.account_id = self.account_id
-                merged = await session.merge(state)
-                await repository.save_contact_state(session, merged)
-                state.id = merged.id
-            for activity in activities:
-                await repository.add_activity(session, self.account_id, activity)
+            # Rows read in another session are re-attached, not re-read (no merge per row).
+            await repository.save_contact_states(session, states)
+            await repository.add_activities(session, self.account_id, list(activities))

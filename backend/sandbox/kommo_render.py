@@ -32,9 +32,12 @@ def _page(params: dict[str, str], default_limit: int = 50) -> tuple[int, int]:
 
 
 def _paged(account: Account, path: str, key: str, items: list[Any], params: dict[str, str],
-           default_limit: int = 50) -> dict[str, Any] | None:
+           default_limit: int = 50, render: Any = None) -> dict[str, Any] | None:
+    """One page of `items`; `render` turns only that page's items into JSON (a big account's
+    other pages cost nothing)."""
     page, limit = _page(params, default_limit)
     chunk = items[(page - 1) * limit: page * limit]
+    chunk = [render(item) for item in chunk] if render else chunk
     if not chunk:
         return None  # Kommo answers an empty list with 204 No Content
     links = _href(account, f"{path}?page={page}&limit={limit}")
@@ -90,8 +93,9 @@ def leads_list(store: KommoStore, account: Account, query: list[tuple[str, str]]
     leads = [lead for lead in account.leads.values()
              if (not stages or (lead.pipeline_id, lead.status_id) in stages)
              and (not ids or lead.id in ids)]
-    rendered = [lead_json(store, lead, "contacts" in params.get("with", "")) for lead in leads]
-    return _paged(account, "/api/v4/leads", "leads", rendered, params)
+    with_contacts = "contacts" in params.get("with", "")
+    return _paged(account, "/api/v4/leads", "leads", leads, params,
+                  render=lambda lead: lead_json(store, lead, with_contacts))
 
 
 def _stage_filter(params: dict[str, str]) -> set[tuple[int, int]]:
@@ -109,7 +113,8 @@ def _stage_filter(params: dict[str, str]) -> set[tuple[int, int]]:
 # --- contacts -----------------------------------------------------------------------------------
 
 
-def contact_json(store: KommoStore, contact: Contact, with_leads: bool) -> dict[str, Any]:
+def contact_json(store: KommoStore, contact: Contact, with_leads: bool,
+                 linked: list[int] | None = None) -> dict[str, Any]:
     account = store.account(contact.account_id)
     first, _, last = contact.name.partition(" ")
     body: dict[str, Any] = {
@@ -123,7 +128,8 @@ def contact_json(store: KommoStore, contact: Contact, with_leads: bool) -> dict[
         ] if contact.company_id else []}}
     if with_leads:
         body["_embedded"]["leads"] = [{"id": lid, "_links": _href(account, f"/api/v4/leads/{lid}")}
-                                      for lid in store.linked_leads(contact)]
+                                      for lid in (store.linked_leads(contact) if linked is None
+                                                  else linked)]
     return body
 
 
@@ -133,8 +139,13 @@ def contacts_list(store: KommoStore, account: Account, query: list[tuple[str, st
     text = params.get("query", "").strip().lower()
     found = [c for c in account.contacts.values()
              if (not ids or c.id in ids) and (not text or text in _searchable(c))]
-    rendered = [contact_json(store, c, "leads" in params.get("with", "")) for c in found]
-    return _paged(account, "/api/v4/contacts", "contacts", rendered, params)
+    with_leads = "leads" in params.get("with", "")
+    linked: dict[int, list[int]] = {}
+    for lead in account.leads.values() if with_leads else ():
+        for contact_id, _main in lead.contacts:
+            linked.setdefault(contact_id, []).append(lead.id)
+    return _paged(account, "/api/v4/contacts", "contacts", found, params,
+                  render=lambda c: contact_json(store, c, with_leads, linked.get(c.id, [])))
 
 
 def company_json(store: KommoStore, company: Contact) -> dict[str, Any]:

@@ -10,6 +10,7 @@ and a dead worker's batched jobs go back to pending when their lease runs out.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlmodel import col
@@ -19,14 +20,23 @@ from backend.jobs import ClaimedJob
 from backend.models import Job, JobState, utcnow
 
 
+def _due(leader: ClaimedJob, now) -> Any:
+    return (select(Job.id).where(col(Job.account_id) == leader.account_id, col(Job.kind) == leader.kind,
+                                 col(Job.state) == JobState.PENDING, col(Job.run_at) <= now))
+
+
+async def any_due(session: AsyncSession, leader: ClaimedJob) -> bool:
+    """A read first: most runs have nobody to take along, and on SQLite a write transaction
+    would queue behind the webhook writer for nothing."""
+    return (await session.exec(_due(leader, utcnow()).limit(1))).first() is not None
+
+
 async def take_followers(session: AsyncSession, leader: ClaimedJob, *, worker_id: str, limit: int,
                          lease: timedelta) -> list[ClaimedJob]:
     """Up to `limit` due pending jobs of the leader's account and kind, oldest first. No other
     worker competes for them: the leader holds the account's one running slot."""
     now = utcnow()
-    due = (select(Job.id).where(col(Job.account_id) == leader.account_id, col(Job.kind) == leader.kind,
-                                col(Job.state) == JobState.PENDING, col(Job.run_at) <= now)
-           .order_by(col(Job.run_at), col(Job.id)).limit(limit))
+    due = _due(leader, now).order_by(col(Job.run_at), col(Job.id)).limit(limit)
     rows = (await session.exec(
         update(Job).where(col(Job.id).in_(due.scalar_subquery()), col(Job.state) == JobState.PENDING)
         .values(state=JobState.BATCHED, attempts=Job.attempts + 1, lease_until=now + lease,

@@ -168,7 +168,7 @@ class Worker:
         run = [leader, *await self._followers(leader)]
         heartbeat = asyncio.create_task(self._heartbeat(run))
         trace = {"job_id": leader.id, "job_kind": leader.kind, "attempt": leader.attempts,
-                 "batch": len(run)}
+                 "batch": len(run), "followers": [job.id for job in run[1:]]}
         log.info("job %d started", leader.id, extra={**trace, "at": time.time()})
         try:
             failures = await self._call(run)
@@ -198,6 +198,9 @@ class Worker:
         """A kind with a batch handler takes the account's other due jobs of that kind along."""
         if leader.kind not in self.batch_handlers or self.batch_size <= 1:
             return []
+        async with self.resources.reads() as session:
+            if not await job_batches.any_due(session, leader):
+                return []
         return await self._settle(job_batches.take_followers, leader, worker_id=self.worker_id,
                                   limit=self.batch_size - 1, lease=self.lease)
 

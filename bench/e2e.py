@@ -82,7 +82,9 @@ def job_spans(logs: Path) -> dict[int, dict[str, float]]:
         for line in log.read_text().splitlines():
             entry = json.loads(line) if line.startswith("{") else {}
             if "job_id" in entry and entry.get("msg", "").startswith("job "):
-                spans[entry["job_id"]]["end" if entry["msg"].endswith("ended") else "start"] = entry["at"]
+                edge = "end" if entry["msg"].endswith("ended") else "start"
+                for job_id in [entry["job_id"], *entry.get("followers", [])]:  # a batch's jobs share it
+                    spans[job_id][edge] = entry["at"]
     return spans
 
 

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from backend.resources import Resources
 
 
+FEW = 4  # up to this many contacts take the single-lead path: bulk calls pay per segment
+
+
 @dataclass
 class Decision:
     """One contact, the lead that decides it in this batch, and what to write."""
@@ -138,6 +141,11 @@ async def write(ctx: AccountSync, decisions: list[Decision], notes: list[Activit
     """Upserts in bulk for new or changed contacts, segment calls in bulk for pure moves.
     `tally` (a backfill's counts) learns how many addresses were new, existing, opted out or
     refused."""
+    if len(decisions) <= FEW:
+        for d in decisions:
+            await reconcile.apply(ctx, d.lead, d.rule, d.plan, d.state)
+        await ctx.commit((), notes)
+        return {}
     managed = ctx.mapping.managed_segments
     upserts, moves, unsubscribes = [], [], []
     for d in decisions:

@@ -51,7 +51,7 @@ async def test_a_bulk_move_costs_a_handful_of_calls(world):
 async def test_opt_outs_stay_final_in_bulk(world):
     await world.map(MAPPING)
     world.seed_subscriber("c0@shop.io", "unsubscribed")
-    leads = seed(world, 3)
+    leads = seed(world, batch.FEW + 2)  # more than the single-lead path takes
     assert await batch.reconcile_leads(world.resources, ACCOUNT, leads) == {}
     assert world.subscriber("c0@shop.io") == ("unsubscribed", {"qualified"})
     bodies = json.dumps(world.esp_bodies())
@@ -89,9 +89,9 @@ async def test_one_refused_address_never_fails_the_batch(world):
         pytest.skip("the fake-address refusal is Mailchimp's")
     await world.map(MAPPING)
     fake = world.contact("Fake", emails=["someone@example.com"])  # "looks fake" at Mailchimp
-    leads = [world.lead(QUALIFIED, [fake]), *seed(world, 3)]
+    leads = [world.lead(QUALIFIED, [fake]), *seed(world, batch.FEW + 1)]
     assert await batch.reconcile_leads(world.resources, ACCOUNT, leads) == {}
-    assert all(world.subscriber(f"c{i}@shop.io")[1] == {"qualified"} for i in range(3))
+    assert all(world.subscriber(f"c{i}@shop.io")[1] == {"qualified"} for i in range(batch.FEW + 1))
     state = await world.state(fake)
     assert "looks fake" in state.last_error
     failed = [a for a in await world.activity() if a.outcome == "failed"]

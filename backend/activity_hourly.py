@@ -1,6 +1,6 @@
 """The `activity_hourly` table: activity entries per account, UTC hour and outcome.
 
-`repository.add_activity` counts each entry here in its own transaction, so the chart of the last
+`activity_log.add_activities` counts each entry here in the same transaction, so the chart of the last
 48 hours agrees with the entries written, while the `activity` table itself stays capped.
 """
 

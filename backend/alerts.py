@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend import repository
+from backend import activity_log
 from backend.models import Activity, utcnow
 
 FAILED = "failed"
@@ -17,7 +17,7 @@ FAILED = "failed"
 
 async def _write(session: AsyncSession, account_id: int, *, summary: str, detail: str,
                  direction: str = "to_esp", **ids: Any) -> None:
-    await repository.add_activity(session, account_id, Activity(
+    await activity_log.add_activity(session, account_id, Activity(
         account_id=account_id, at=utcnow(), direction=direction, outcome=FAILED, summary=summary,
         detail=detail, **ids))
 

@@ -3,7 +3,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
-from backend import db, repository
+from backend import activity_log, db, repository
 from backend.models import Activity, ContactState, EspConnection, Job, MappingRule, utcnow
 from backend.repository import KommoTokens
 from backend.security import Vault, new_fernet_key
@@ -32,7 +32,7 @@ async def _two_accounts(session):
         await repository.save_contact_state(session, ContactState(
             account_id=account_id, contact_id=7, email=f"Shared-{account_id}@Example.com",
             last_synced_at=utcnow()))
-        await repository.add_activity(session, account_id, Activity(
+        await activity_log.add_activity(session, account_id, Activity(
             direction="to_esp", summary=f"moved for {account_id}", outcome="ok"))
         await repository.replace_mapping(session, account_id, [
             MappingRule(account_id=0, pipeline_id=1, status_id=account_id, action="remove")])
@@ -47,7 +47,7 @@ async def test_queries_are_scoped_by_account(session):
     assert await repository.find_contact_states_by_email(session, A, "shared-2002@example.com") == []
     assert [s.account_id for s in
             await repository.find_contact_states_by_email(session, B, "SHARED-2002@example.com")] == [B]
-    assert [a.summary for a in await repository.list_activity(session, A)] == ["moved for 1001"]
+    assert [a.summary for a in await activity_log.list_activity(session, A)] == ["moved for 1001"]
     assert [r.status_id for r in await repository.get_mapping(session, B)] == [B]
     assert await repository.get_options(session, A) == {"notes_on_sync": True}
     assert await repository.get_options(session, B) == {"notes_on_sync": False}
@@ -94,26 +94,26 @@ async def test_tokens_are_encrypted_at_rest_and_rotate(engine, session, vault):
 
 
 async def test_activity_is_capped_per_account(session, monkeypatch):
-    monkeypatch.setattr(repository, "ACTIVITY_CAP", 3)
+    monkeypatch.setattr(activity_log, "ACTIVITY_CAP", 3)
     await _two_accounts(session)
     for n in range(5):
-        await repository.add_activity(session, A, Activity(
+        await activity_log.add_activity(session, A, Activity(
             direction="to_kommo", summary=f"event {n}", outcome="ok"))
     await session.commit()
-    assert [a.summary for a in await repository.list_activity(session, A)] == [
+    assert [a.summary for a in await activity_log.list_activity(session, A)] == [
         "event 4", "event 3", "event 2"]
-    assert len(await repository.list_activity(session, B)) == 1
+    assert len(await activity_log.list_activity(session, B)) == 1
 
 
 async def test_successes_never_push_the_last_failures_out(session, monkeypatch):
-    monkeypatch.setattr(repository, "ACTIVITY_CAP", 3)
-    monkeypatch.setattr(repository, "FAILURE_CAP", 2)
+    monkeypatch.setattr(activity_log, "ACTIVITY_CAP", 3)
+    monkeypatch.setattr(activity_log, "FAILURE_CAP", 2)
     await _two_accounts(session)
     for n, outcome in enumerate(["failed", "failed", "failed", *["ok"] * 10, "skipped"]):
-        await repository.add_activity(session, A, Activity(
+        await activity_log.add_activity(session, A, Activity(
             direction="to_esp", summary=f"event {n}", outcome=outcome))
     await session.commit()
-    assert [(a.summary, a.outcome) for a in await repository.list_activity(session, A)] == [
+    assert [(a.summary, a.outcome) for a in await activity_log.list_activity(session, A)] == [
         ("event 13", "skipped"), ("event 12", "ok"), ("event 11", "ok"),
         ("event 2", "failed"), ("event 1", "failed")]
 

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlmodel import select
 
-from backend import activity_hourly, http, logs, repository, usage
+from backend import activity_hourly, activity_log, http, logs, usage
 from backend.activity_hourly import HourCounts, truncate_hour
 from backend.models import Activity, ActivityHourly, VendorUsage
 from backend.resources import open_resources
@@ -161,7 +161,7 @@ AT = datetime(2026, 12, 10, 15, 42, tzinfo=UTC)
 
 async def add(sessions, account_id, outcome, at):
     async with sessions() as session, session.begin():
-        await repository.add_activity(session, account_id, Activity(
+        await activity_log.add_activity(session, account_id, Activity(
             at=at, direction="to_esp", summary="entry", outcome=outcome))
 
 
@@ -188,7 +188,7 @@ async def test_a_rolled_back_entry_is_not_counted(sessions, make_accounts):
     await make_accounts(7)
     with pytest.raises(RuntimeError):
         async with sessions() as session, session.begin():
-            await repository.add_activity(session, 7, Activity(
+            await activity_log.add_activity(session, 7, Activity(
                 at=AT, direction="to_esp", summary="entry", outcome="ok"))
             raise RuntimeError("the job failed after writing its entry")
     async with sessions() as session:

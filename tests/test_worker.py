@@ -5,7 +5,7 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import select
 
-from backend import jobs, repository
+from backend import activity_log, jobs, repository
 from backend.errors import (
     PermanentRefusal,
     UpstreamRateLimited,
@@ -147,7 +147,7 @@ async def test_stop_lets_a_short_job_finish(resources, accounts, run_worker):
 
 async def failed_activity(resources, account_id):
     async with resources.sessions() as session:
-        rows = await repository.list_activity(session, account_id, limit=50)
+        rows = await activity_log.list_activity(session, account_id, limit=50)
     return [(a.direction, a.lead_id, a.summary, a.detail) for a in rows if a.outcome == "failed"]
 
 

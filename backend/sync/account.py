@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from backend import repository
+from backend import activity_log, repository
 from backend.connections import provider_for
 from backend.kommo import companies, types
 from backend.kommo.client import KommoClient
@@ -105,4 +105,4 @@ class AccountSync:
         async with self.resources.sessions() as session, session.begin():
             # Rows read in another session are re-attached, not re-read (no merge per row).
             await repository.save_contact_states(session, states)
-            await repository.add_activities(session, self.account_id, list(activities))
+            await activity_log.add_activities(session, self.account_id, list(activities))

@@ -7,7 +7,7 @@ from datetime import timedelta
 import httpx2
 import pytest
 
-from backend import db, jobs, repository
+from backend import activity_log, db, jobs, repository
 from backend.errors import UpstreamUnauthorized, UpstreamUnavailable
 from backend.kommo import tokens
 from backend.kommo.client import KommoClient
@@ -97,7 +97,7 @@ async def test_a_refused_refresh_marks_needs_reauth_and_keeps_queued_jobs(kommo,
     await tokens.mark_needs_reauth(kommo_resources, ACME)  # a second refusal: told once only
     async with kommo_resources.sessions() as session:
         told = [(a.outcome, a.direction, a.summary, a.detail)
-                for a in await repository.list_activity(session, ACME)]
+                for a in await activity_log.list_activity(session, ACME)]
     assert told == [(
         "failed", "to_kommo", "Kommo no longer accepts mailsync's authorization",
         "Syncing is paused; changes wait in the queue and nothing is lost. An administrator of this "

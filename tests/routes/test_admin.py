@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 import httpx2
 import pytest
 
-from backend import repository, usage
+from backend import activity_log, repository, usage
 from backend.activity_hourly import HourCounts, truncate_hour
 from backend.app import create_app
 from backend.models import Activity, Backfill, Job, utcnow
@@ -73,7 +73,7 @@ async def test_dashboard_shows_vendor_calls_token_health_backfill_and_the_chart(
         session.add(Backfill(account_id=5, state="running", dry_run=False, total=1000, done=250,
                              started_at=datetime(2030, 6, 7, 8, 9, tzinfo=UTC)))
         for outcome in ("ok", "ok", "skipped", "failed"):
-            await repository.add_activity(session, 5, Activity(
+            await activity_log.add_activity(session, 5, Activity(
                 at=now, direction="to_esp", summary="entry", outcome=outcome))
     async with vendor_client() as vendor:
         await calls(vendor, 5, "kommo", 4, limited=1)

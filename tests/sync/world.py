@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx2
 
-from backend import jobs, repository
+from backend import activity_log, jobs, repository
 from backend.app import create_app
 from backend.models import EspConnection, MappingRule
 from backend.sandbox.kommo import KommoSandbox
@@ -171,7 +171,7 @@ class World:
 
     async def activity(self):
         async with self.resources.sessions() as session:
-            return list(reversed(await repository.list_activity(session, ACCOUNT, limit=500)))
+            return list(reversed(await activity_log.list_activity(session, ACCOUNT, limit=500)))
 
 
 async def open_world(kind: str, database_url: str, engine, *, segments=("qualified", "proposal",

@@ -10,11 +10,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from backend import repository
+from backend import activity_log
+from backend.activity_log import ACTIVITY_CAP
 from backend.errors import BadRequest
 from backend.kommo.widget_auth import WidgetContext, widget_endpoint
 from backend.models import Activity
-from backend.repository import ACTIVITY_CAP
 from backend.routes.widget.account import iso
 from backend.security import mask_email
 
@@ -54,7 +54,7 @@ def _activity_body(row: Activity, reveal: bool) -> dict[str, Any]:
 async def get_activity(request: Request, ctx: WidgetContext) -> Response:
     limit = _limit(request.query_params.get("limit"))
     async with request.app.state.resources.sessions() as session:
-        rows = await repository.list_activity(session, ctx.account_id, limit)
+        rows = await activity_log.list_activity(session, ctx.account_id, limit)
     return JSONResponse([_activity_body(row, ctx.identity.is_admin) for row in rows])
 
 

@@ -7,7 +7,7 @@ import httpx2
 import pytest
 from sqlmodel import select
 
-from backend import connections, jobs, repository
+from backend import activity_log, connections, jobs, repository
 from backend.jobs import JobSpec
 from backend.models import Activity, ContactState, InboxEvent, Job
 from backend.sandbox.kommo_store import PIPELINE_ID
@@ -198,7 +198,7 @@ async def seed_activity(world):
     await add_account(world, OTHER)
     async with world.resources.sessions() as session, session.begin():
         for account_id, row in rows:
-            await repository.add_activity(session, account_id, row)
+            await activity_log.add_activity(session, account_id, row)
 
 
 ACTIVITY_FOR_ADMIN = [

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from backend import jobs, repository
+from backend import activity_log, jobs, repository
 from backend.errors import Unauthorized, Unprocessable
 from backend.providers import registry
 from backend.providers.base import (
@@ -173,7 +173,7 @@ async def test_connect_reconcile_and_webhook_through_a_third_platform(postbox, k
     await reconcile.reconcile_lead(resources, ACME, lead.id)
     assert postbox.subscribers["jane@shop.io"]["segments"] == {"s1"}
     async with resources.sessions() as session:
-        [done] = await repository.list_activity(session, ACME)
+        [done] = await activity_log.list_activity(session, ACME)
     assert done.summary == "added to list “Customers” (stage Qualified)"
 
     body = json.dumps({"id": "e1", "event": "unsubscribed", "email": "jane@shop.io"})

@@ -2,7 +2,7 @@
 
 from datetime import timedelta
 
-from backend import repository
+from backend import activity_log
 from backend.activity_hourly import truncate_hour
 from backend.models import Activity, utcnow
 from tests.kommo.fixtures import widget_token
@@ -16,7 +16,7 @@ def token(settings, account_id):
 
 async def add(sessions, account_id, outcome, at):
     async with sessions() as session, session.begin():
-        await repository.add_activity(session, account_id, Activity(
+        await activity_log.add_activity(session, account_id, Activity(
             at=at, direction="to_esp", summary="entry", outcome=outcome))
 
 

@@ -17,30 +17,17 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from backend import db, migrations, repository
+from backend import repository
 from backend.sync import backfill
-from bench.bulk import _floor
-from tests.sync.world import ACCOUNT, HOSTS, PROPOSAL, QUALIFIED, open_world
-
-MAPPING = {QUALIFIED: "qualified", PROPOSAL: "proposal"}
-
+from bench.bulk import _floor, limited_world
+from tests.sync.world import ACCOUNT, HOSTS, PROPOSAL, QUALIFIED
 
 async def measure(kind: str, n: int, workdir: Path) -> list[dict]:
-    url = f"sqlite+aiosqlite:///{workdir}/{kind}.db"
-    engine = db.create_engine(url)
-    await migrations.upgrade(engine)
-    rows = []
-    try:
-        async for world in open_world(kind, url, engine, real_limits=True):
-            await world.map(MAPPING)
-            for i in range(n):
-                world.lead(QUALIFIED if i % 2 else PROPOSAL,
-                           [world.contact(f"C {i}", emails=[f"c{i}@shop.io"])])
-            for dry_run in (True, False):
-                rows.append(await _run(world, kind, n, dry_run))
-    finally:
-        await engine.dispose()
-    return rows
+    async with limited_world(kind, workdir) as world:
+        for i in range(n):
+            world.lead(QUALIFIED if i % 2 else PROPOSAL,
+                       [world.contact(f"C {i}", emails=[f"c{i}@shop.io"])])
+        return [await _run(world, kind, n, dry_run) for dry_run in (True, False)]
 
 
 async def _run(world, kind: str, n: int, dry_run: bool) -> dict:

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import tempfile
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from backend import db, jobs, migrations
 from backend.sync.work import ReconcileLead
@@ -25,22 +28,28 @@ from tests.sync.world import ACCOUNT, HOSTS, PROPOSAL, QUALIFIED, open_world
 MAPPING = {QUALIFIED: "qualified", PROPOSAL: "proposal"}
 
 
-async def measure(kind: str, n: int, workdir: Path) -> list[dict]:
+@contextlib.asynccontextmanager
+async def limited_world(kind: str, workdir: Path) -> AsyncIterator[Any]:
+    """The simulators with the vendors' real limits, mailsync on a fresh SQLite file, mapped."""
     url = f"sqlite+aiosqlite:///{workdir}/{kind}.db"
     engine = db.create_engine(url)
     await migrations.upgrade(engine)
-    phases = []
     try:
         async for world in open_world(kind, url, engine, real_limits=True):
             await world.map(MAPPING)
-            leads = [world.lead(QUALIFIED, [world.contact(f"C {i}", emails=[f"c{i}@shop.io"])])
-                     for i in range(n)]
-            phases.append(await _phase(world, "first sync", leads, "qualified"))
-            for lead in leads:
-                world.move(lead, PROPOSAL)
-            phases.append(await _phase(world, "bulk move", leads, "proposal"))
+            yield world
     finally:
         await engine.dispose()
+
+
+async def measure(kind: str, n: int, workdir: Path) -> list[dict]:
+    async with limited_world(kind, workdir) as world:
+        leads = [world.lead(QUALIFIED, [world.contact(f"C {i}", emails=[f"c{i}@shop.io"])])
+                 for i in range(n)]
+        phases = [await _phase(world, "first sync", leads, "qualified")]
+        for lead in leads:
+            world.move(lead, PROPOSAL)
+        phases.append(await _phase(world, "bulk move", leads, "proposal"))
     return phases
 
 

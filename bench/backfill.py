@@ -22,6 +22,7 @@ from backend.sync import backfill
 from bench.bulk import _floor, limited_world
 from tests.sync.world import ACCOUNT, HOSTS, PROPOSAL, QUALIFIED
 
+
 async def measure(kind: str, n: int, workdir: Path) -> list[dict]:
     async with limited_world(kind, workdir) as world:
         for i in range(n):

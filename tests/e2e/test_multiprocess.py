@@ -103,10 +103,9 @@ def test_a_killed_worker_loses_nothing(pg_schema_url, tmp_path):
     env = {"JOB_LEASE_SECONDS": "3"}
     with running_stack(pg_schema_url, tmp_path, accounts=6, leads=5, workers=2,
                        esp_latency_ms=150, worker_env=env) as stack:
-        victim = stack.workers[0]
         with ThreadPoolExecutor(1) as pool:
             playing = pool.submit(play, stack, 3, random.Random(7))
-            _until_running(pg_schema_url, victim)
+            victim = _holding_a_job(pg_schema_url, stack.workers)
             victim.send_signal(signal.SIGKILL)  # mid-batch: no chance to release its jobs
             victim.wait(timeout=10)
             finals = playing.result()
@@ -117,13 +116,15 @@ def test_a_killed_worker_loses_nothing(pg_schema_url, tmp_path):
     assert any(row.attempts == 2 for row in rows)  # a job the dead worker held ran again
 
 
-def _until_running(database_url, worker, within=60.0):
-    """Until the worker about to be killed holds a running job."""
+def _holding_a_job(database_url, workers, within=60.0):
+    """The first worker seen holding a job (running, or batched with one): the one to kill. With
+    batches one worker may do all the work of a small stack, so which one cannot be chosen ahead."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        rows = asyncio.run(job_rows(database_url))
-        if any(r.state == "running" and r.claimed_by and str(worker.pid) in r.claimed_by
-               for r in rows):
-            return
+        holders = {r.claimed_by for r in asyncio.run(job_rows(database_url))
+                   if r.state in ("running", "batched") and r.claimed_by}
+        for worker in workers:
+            if any(f"-{worker.pid}-" in holder for holder in holders):
+                return worker
         time.sleep(0.02)
-    raise AssertionError("the worker never held a running job")
+    raise AssertionError("no worker was seen holding a job")

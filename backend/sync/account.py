@@ -81,11 +81,7 @@ class AccountSync:
             return list(await repository.find_contact_states_by_lead(session, self.account_id, lead_id))
 
     async def save(self, state: ContactState) -> None:
-        state.account_id = self.account_id
-        async with self.resources.sessions() as session, session.begin():
-            merged = await session.merge(state)
-            await repository.save_contact_state(session, merged)
-            state.id = merged.id  # the caller's copy now updates the same row next time
+        await self.commit([state], ())
 
     def activity(self, *, direction: str = "to_esp", outcome: str, summary: str,
                  email: str | None = None, lead_id: int | None = None,

@@ -66,7 +66,7 @@ async def run_page(resources: Resources, account_id: int, backfill_id: int) -> N
     page = await ctx.kommo.leads_page(run.next_page, stages=sorted(ctx.mapping.stages))
     counts = dict(run.counts)
     decisions, notes = await batch.decide(ctx, page.leads)
-    _count_skips(notes, counts, len(page.leads), len(decisions))
+    _count_skips(notes, counts)
     decisions = await _sort_new(ctx, run, decisions, counts)
     if not run.dry_run:
         failures = await batch.write(ctx, decisions, notes,
@@ -83,7 +83,7 @@ def _counted_already(run: Backfill) -> bool:
     return run.dry_run or run.new_subscribers_as == "skip"
 
 
-def _count_skips(notes: list[Activity], counts: dict[str, Any], leads: int, decided: int) -> None:
+def _count_skips(notes: list[Activity], counts: dict[str, Any]) -> None:
     for note in notes:
         reason = SKIP_REASONS.get(note.summary)
         if reason:

@@ -50,10 +50,14 @@ async def reconcile_leads(resources: Resources, account_id: int,
         if lead_id not in leads:
             await reconcile.lead_deleted(ctx, lead_id)
     decisions, notes = await decide(ctx, leads.values())
-    single = [d for d in decisions if d.state is not None and d.state.email not in (None, d.plan.email)]
-    for decision in single:  # an address that changed takes the careful one-by-one path
-        await reconcile.apply(ctx, decision.lead, decision.rule, decision.plan, decision.state)
-    return await write(ctx, [d for d in decisions if d not in single], notes)
+    bulk = []
+    for d in decisions:
+        if d.state is not None and d.state.email not in (None, d.plan.email):
+            # An address that changed takes the careful one-by-one path.
+            await reconcile.apply(ctx, d.lead, d.rule, d.plan, d.state)
+        else:
+            bulk.append(d)
+    return await write(ctx, bulk, notes)
 
 
 async def decide(ctx: AccountSync, leads: Iterable[types.Lead]
@@ -95,8 +99,7 @@ def _deciding(ctx: AccountSync, mapped: list[tuple[types.Lead, Rule]], notes: li
         winner = max(pairs, key=lambda pair: reconcile.recency(pair[0]))
         deciding[cid] = winner
         notes += [ctx.activity(outcome="skipped", lead_id=lead.id, contact_id=cid,
-                               summary=f"skipped: lead {winner[0].id} was updated more recently "
-                               "and decides this contact's segment")
+                               summary=reconcile.decided_by(winner[0].id))
                   for lead, _rule in pairs if lead is not winner[0]]
     return deciding, notes
 
@@ -121,19 +124,15 @@ async def _plans(ctx: AccountSync, deciding: dict[int, tuple[types.Lead, Rule]]
 
 def _skip(ctx: AccountSync, lead: types.Lead, plan: ContactPlan,
           state: ContactState | None) -> tuple[bool, Activity | None]:
-    """(nothing to write for this contact, the activity entry saying why)."""
+    """(nothing to write for this contact, the activity entry saying why): the single-lead
+    path's reasons (a changed address never gets here: it takes that path)."""
+    why = reconcile.why_not_written(lead, plan, state)
+    if why is None and state is not None and state.address_changed:
+        why = reconcile.address_moved(ctx)
+    if why is None:
+        return False, None
     common = {"lead_id": lead.id, "contact_id": plan.contact_id, "email": plan.email}
-    why = None
-    if plan.skip_reason:
-        why = f"skipped: {plan.skip_reason}"
-    elif reconcile.decided_elsewhere(lead, state):
-        why = (f"skipped: lead {state.lead_id} was updated more recently and decides this "
-               "contact's segment")
-    elif state is not None and state.last_error and state.fields_hash == plan.fields_hash:
-        return True, None  # refused for good before, and unchanged since
-    elif state is not None and state.address_changed:
-        why = f"skipped: the address was changed at {ctx.platform}; update the contact's email in Kommo"
-    return why is not None, ctx.activity(outcome="skipped", summary=why, **common) if why else None
+    return True, ctx.activity(outcome="skipped", summary=why, **common) if why else None
 
 
 async def write(ctx: AccountSync, decisions: list[Decision], notes: list[Activity],

@@ -86,21 +86,36 @@ async def apply(ctx: AccountSync, lead: types.Lead, rule: Rule, plan: ContactPla
                 state: ContactState | None) -> None:
     """Bring one contact's address in line with the rule of the lead's stage."""
     common = {"lead_id": lead.id, "contact_id": plan.contact_id, "email": plan.email}
-    if plan.skip_reason:
-        await ctx.record(outcome="skipped", summary=f"skipped: {plan.skip_reason}", **common)
+    why = why_not_written(lead, plan, state)
+    if why is not None:
+        if why:
+            await ctx.record(outcome="skipped", summary=why, **common)
         return
-    if decided_elsewhere(lead, state):
-        await ctx.record(outcome="skipped", summary=f"skipped: lead {state.lead_id} was updated "
-                         "more recently and decides this contact's segment", **common)
-        return
-    if state is not None and state.last_error and state.fields_hash == plan.fields_hash:
-        return  # refused for good before, and the contact has not changed since
     state = await _follow_email(ctx, plan, state)
     if state.address_changed:
-        await ctx.record(outcome="skipped", summary="skipped: the address was changed at "
-                         f"{ctx.platform}; update the contact's email in Kommo", **common)
+        await ctx.record(outcome="skipped", summary=address_moved(ctx), **common)
         return
     await _send(ctx, lead, rule, plan, state, common)
+
+
+def why_not_written(lead: types.Lead, plan: ContactPlan, state: ContactState | None) -> str | None:
+    """Why nothing is written for this contact, known before its address is looked at: the
+    summary to record, "" to stay silent (refused for good and unchanged since), None: go on."""
+    if plan.skip_reason:
+        return f"skipped: {plan.skip_reason}"
+    if decided_elsewhere(lead, state):
+        return decided_by(state.lead_id)
+    if state is not None and state.last_error and state.fields_hash == plan.fields_hash:
+        return ""
+    return None
+
+
+def decided_by(lead_id: int | None) -> str:
+    return f"skipped: lead {lead_id} was updated more recently and decides this contact's segment"
+
+
+def address_moved(ctx: AccountSync) -> str:
+    return f"skipped: the address was changed at {ctx.platform}; update the contact's email in Kommo"
 
 
 def recency(lead: types.Lead) -> tuple[int, int]:

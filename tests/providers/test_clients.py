@@ -146,6 +146,29 @@ async def test_mailchimp_merge_field_limit_is_a_clear_error_before_asking():
     assert sandbox.calls("POST") == []
 
 
+async def test_mailchimp_bulk_tags_read_the_tag_ids_once_and_survive_a_deleted_tag():
+    app = create_mailchimp_sandbox()
+    sandbox = app.state.sandbox
+    audience = sandbox.add_audience("A")
+    for n in range(3):
+        sandbox.add_member(audience.id, f"p{n}@acme-corp.io")
+
+    def segment_calls() -> list[str]:
+        return [c.method for c in sandbox.requests if "/segments" in c.path]
+
+    async with asgi(app) as client:
+        provider = MailchimpProvider(client, base_url=MC_BASE, api_key=MC_KEY, list_id=audience.id)
+        await provider.bulk_set_membership("won", add=["p0@acme-corp.io"])
+        await provider.bulk_set_membership("won", add=["p1@acme-corp.io"])
+        assert segment_calls() == ["GET", "POST", "POST", "POST"]
+        audience.segments.clear()  # an admin deletes the tag in Mailchimp
+        moved = await provider.bulk_set_membership("won", add=["p2@acme-corp.io"])
+    assert moved.succeeded == ("p2@acme-corp.io",)
+    # the refused POST, a fresh read of the tags, the tag made again, the retried POST
+    assert segment_calls()[4:] == ["POST", "GET", "POST", "POST"]
+    assert sandbox.member(audience.id, "p2@acme-corp.io")["tags"] == ["won"]
+
+
 async def test_mailchimp_429_without_retry_after_and_401():
     def answer(request: httpx2.Request) -> httpx2.Response:
         status = 429 if request.url.path.endswith("ping") else 401

@@ -8,17 +8,19 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from backend.errors import UpstreamRateLimited, UpstreamUnavailable
+from backend.errors import UpstreamNotFound, UpstreamRateLimited, UpstreamUnavailable
+from backend.providers import cache
 from backend.providers.base import BulkResult, EspStatus, Subscriber, SubscriberData, lower, vendor_fields
 
 BULK_MAX = 500
 
 
 class BulkOperations:
-    """Relies on the provider's `api`, `_list`, `_member_body`, `_tag_ids`, `_create_tag` and
-    `get_subscriber`."""
+    """Relies on the provider's `api`, `_cache_key`, `_list`, `_member_body`, `_tag_ids`,
+    `_create_tag` and `get_subscriber`."""
 
     api: Any
+    _cache_key: tuple[str, ...]
 
     async def lookup(self, emails: Sequence[str]) -> Mapping[str, Subscriber]:
         """One read per address (Mailchimp has no look-up by many addresses), at most 10 at a
@@ -71,8 +73,29 @@ class BulkOperations:
 
     async def bulk_set_membership(self, segment_id: str, *, add: Sequence[str] = (),
                                   remove: Sequence[str] = ()) -> BulkResult:
-        ids = await self._tag_ids()
-        static_id = ids.get(segment_id) or await self._create_tag(segment_id)
+        try:
+            return await self._set_membership(await self._static_id(segment_id), add, remove)
+        except UpstreamNotFound:  # the tag was deleted in Mailchimp since we read its id
+            cache.drop(self.api.client, self._tag_cache_key)
+            return await self._set_membership(await self._static_id(segment_id), add, remove)
+
+    @property
+    def _tag_cache_key(self) -> tuple[str, ...]:
+        return (*self._cache_key, "tag-ids")
+
+    async def _static_id(self, name: str) -> str:
+        """The tag's static segment id, kept per process so a bulk move of thousands reads the
+        audience's tags once, not once per batch."""
+        ids = cache.get(self.api.client, self._tag_cache_key) or {}
+        if name not in ids:
+            ids = await self._tag_ids()
+            if name not in ids:
+                ids = {**ids, name: await self._create_tag(name)}
+            cache.put(self.api.client, self._tag_cache_key, ids)
+        return ids[name]
+
+    async def _set_membership(self, static_id: str, add: Sequence[str],
+                              remove: Sequence[str]) -> BulkResult:
         succeeded: list[str] = []
         failed: dict[str, str] = {}
         adds, removes = list(add), list(remove)

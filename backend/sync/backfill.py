@@ -14,10 +14,11 @@ admin chooses how new subscribers join (`subscribed`, `unconfirmed`: double opt-
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from backend import jobs, repository
-from backend.errors import Conflict, UpstreamUnavailable
+from backend.errors import Conflict, UpstreamError, UpstreamRateLimited, UpstreamUnavailable
 from backend.models import Activity, Backfill, BackfillState, utcnow
 from backend.providers.base import OPTED_OUT, Consent, EspStatus
 from backend.sync import batch
@@ -72,9 +73,19 @@ async def run_page(resources: Resources, account_id: int, backfill_id: int) -> N
         failures = await batch.write(ctx, decisions, notes,
                                      None if _counted_already(run) else counts)
         if failures:  # passing failures: the page runs again (idempotent), nothing is counted twice
-            raise UpstreamUnavailable(f"{len(failures)} leads hit a passing failure; the page "
-                                      "is tried again", service=ctx.provider.service)
+            raise _retry_page(failures, ctx.provider.service)
     await _advance(resources, run, counts, len(page.leads), page.has_next)
+
+
+def _retry_page(failures: Mapping[int, Exception], service: str) -> UpstreamError:
+    """Not before the platform said: a page retried early reads its leads from Kommo again only
+    to be refused again."""
+    message = f"{len(failures)} leads hit a passing failure; the page is tried again"
+    waits = [e.retry_after for e in failures.values()
+             if isinstance(e, UpstreamRateLimited) and e.retry_after is not None]
+    if waits:
+        return UpstreamRateLimited(message, service=service, retry_after=max(waits))
+    return UpstreamUnavailable(message, service=service)
 
 
 def _counted_already(run: Backfill) -> bool:

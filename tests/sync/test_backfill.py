@@ -4,8 +4,10 @@ subscribers, pages that resume where they stopped; on both providers against the
 import json
 
 import httpx2
+import pytest
 
 from backend import jobs
+from backend.errors import UpstreamRateLimited
 from backend.models import Job
 from backend.sync import backfill
 from tests.kommo.fixtures import widget_token
@@ -99,6 +101,23 @@ async def test_pages_resume_where_they_stopped(world):
     await world.drain()  # the queued job reads page 2: page 1's progress was stored
     upserted = [m for body in world.esp_bodies() for m in _addresses(body)]
     assert sorted(upserted) == sorted({f"p{n}@shop.io" for n in range(260)})  # each exactly once
+
+
+async def test_a_page_refused_at_its_import_waits_as_long_as_the_platform_says(world):
+    if world.kind != "mailerlite":
+        return  # Mailchimp has no import rule
+    world.esp.state.import_limit = 2  # of the five /batch imports this page needs
+    await world.map(MAPPING)
+    for n in range(250):
+        world.lead(QUALIFIED, [world.contact(f"P {n}", emails=[f"p{n}@shop.io"])])
+    run_id = await backfill.start(world.resources, ACCOUNT, dry_run=False, new_subscribers_as="subscribed")
+    with pytest.raises(UpstreamRateLimited) as refused:
+        await backfill.run_page(world.resources, ACCOUNT, run_id)
+    # the window's turn, not the 2 s of a first backoff: retried sooner, the page would read
+    # its 250 leads from Kommo again only to be refused again
+    assert refused.value.retry_after == 60
+    written = [n for n in range(250) if world.subscriber(f"p{n}@shop.io")[0] is not None]
+    assert written == list(range(100))  # two imports of 50 written, the third refused
 
 
 def _addresses(body):

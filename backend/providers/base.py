@@ -217,6 +217,7 @@ class EmailProvider(Protocol):
     key_help: ClassVar[str]  # where in the platform's UI an admin finds a new API key
     uses_lists: ClassVar[bool]  # contacts live in an audience the admin chooses
     answers_url_check: ClassVar[bool]  # the platform GETs our webhook URL before it accepts it
+    echoes_own_unsubscribes: ClassVar[bool]  # its webhooks report unsubscribes our API made
 
     @staticmethod
     def recognises_key(api_key: str) -> bool | None:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from backend import echoes
 from backend.errors import PermanentRefusal, UpstreamNotFound
 from backend.kommo import types
 from backend.models import ContactState, utcnow
@@ -172,7 +173,12 @@ async def _send(ctx: AccountSync, lead: types.Lead, rule: Rule, plan: ContactPla
     if summary:
         summary = f"{summary} ({ctx.stage_text(lead)})"
         await ctx.record(outcome="ok", summary=summary, **common)
-        if ctx.options.notes_on_sync:
+        if change.unsubscribe:  # always said: a salesperson must not read it as the person's choice
+            await ctx.kommo.add_notes("leads", [types.NewNote(
+                entity_id=lead.id, text=f"mailsync unsubscribed {plan.email} at {ctx.platform}: "
+                f"a mailsync rule unsubscribes leads in {ctx.stage_text(lead)}. The person did "
+                "not unsubscribe themselves.")])
+        elif ctx.options.notes_on_sync:
             await ctx.kommo.add_notes("leads", [types.NewNote(
                 entity_id=lead.id, text=f"mailsync → {ctx.platform}: {plan.email} {summary}.")])
 
@@ -192,6 +198,9 @@ async def _upsert(ctx: AccountSync, plan: ContactPlan, state: ContactState,
 async def _unsubscribe(ctx: AccountSync, plan: ContactPlan, state: ContactState) -> str | None:
     if state.esp_status and EspStatus.parse(state.esp_status) in OPTED_OUT:
         return None
+    if ctx.provider.echoes_own_unsubscribes:
+        async with ctx.resources.sessions() as session, session.begin():
+            await echoes.expect_unsubscribe(session, ctx.account_id, plan.email)
     await ctx.provider.unsubscribe(plan.email)
     state.esp_status = str(EspStatus.UNSUBSCRIBED)
     return f"unsubscribed at {ctx.platform}"

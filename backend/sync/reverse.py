@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from backend import repository
+from backend import echoes, repository
 from backend.kommo import types
 from backend.models import ContactState
 from backend.providers.base import EspEvent, EspStatus, EventKind
@@ -38,6 +38,10 @@ async def apply_esp_event(resources: Resources, account_id: int, event: EspEvent
         if await repository.has_note_receipt(session, account_id, key):
             return
         states = list(await repository.find_contact_states_by_email(session, account_id, email))
+    if await _is_our_echo(ctx, event, key):
+        await ctx.record(direction="to_kommo", outcome="skipped", email=email,
+                         summary=f"unsubscribed at {ctx.platform} by a mailsync stage rule: no note")
+        return
     contacts = await _contacts(ctx, email, states)
     if not contacts:
         await ctx.record(direction="to_kommo", outcome="skipped", email=email,
@@ -56,6 +60,18 @@ async def apply_esp_event(resources: Resources, account_id: int, event: EspEvent
         await ctx.record(direction="to_kommo", outcome="ok", email=email, contact_id=contact.id,
                          summary=f"{_what(event)} at {ctx.platform}: noted on "
                          f"{len(contact.lead_ids)} lead(s), tagged {OPT_OUT_TAG}")
+
+
+async def _is_our_echo(ctx: AccountSync, event: EspEvent, key: str) -> bool:
+    """Our own unsubscribe, reported back; the receipt goes in the same transaction, so a
+    retried job cannot take it for the person's own choice."""
+    if event.kind != EventKind.UNSUBSCRIBED or not ctx.provider.echoes_own_unsubscribes:
+        return False
+    async with ctx.resources.sessions() as session, session.begin():
+        if not await echoes.take_unsubscribe(session, ctx.account_id, event.email):
+            return False
+        await repository.add_note_receipt(session, ctx.account_id, key)
+    return True
 
 
 async def _contacts(ctx: AccountSync, email: str, states: list[ContactState]) -> list[types.Contact]:

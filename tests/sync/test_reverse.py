@@ -1,8 +1,8 @@
 """ESP → Kommo: opt-outs become one note per lead and the `email-opt-out` tag, exactly once."""
 
 from backend.providers.base import EspEvent
-from backend.sync import reverse
-from tests.sync.world import ACCOUNT, QUALIFIED, WON
+from backend.sync import reconcile, reverse
+from tests.sync.world import ACCOUNT, LOST, QUALIFIED, WON
 
 MAPPING = {QUALIFIED: "qualified", WON: "won"}
 
@@ -78,3 +78,32 @@ async def test_after_an_address_change_the_old_address_is_not_recreated(world):
     await reconcile.reconcile_lead(world.resources, ACCOUNT, lead)
     assert world.subscriber("jane@shop.io") == (None, set())
     assert (await world.activity())[-1].summary.startswith("skipped: the address was changed")
+
+
+async def test_our_own_stage_unsubscribe_is_noted_as_ours_and_its_echo_adds_nothing(world):
+    await world.map({**MAPPING, LOST: "unsubscribe"})
+    contact = world.contact()
+    lead = world.lead(QUALIFIED, [contact])
+    await reconcile.reconcile_lead(world.resources, ACCOUNT, lead)
+    world.move(lead, LOST)
+    await reconcile.reconcile_lead(world.resources, ACCOUNT, lead)
+    platform = "MailerLite" if world.kind == "mailerlite" else "Mailchimp"
+    assert [n["params"]["text"] for n in world.notes()] == [
+        f"mailsync unsubscribed jane@shop.io at {platform}: a mailsync rule unsubscribes leads in "
+        "stage Closed - lost. The person did not unsubscribe themselves."]
+    # MailerLite reports our own unsubscribe to its webhooks (Mailchimp's hooks leave API changes
+    # out, so there an unsubscribe event is always the person's own).
+    await reverse.apply_esp_event(world.resources, ACCOUNT, event(world, key="echo"))
+    await reverse.apply_esp_event(world.resources, ACCOUNT, event(world, key="echo"))  # a retry
+    notes = world.notes()
+    tags = [t["name"] for t in world.kommo.store.contact(ACCOUNT, contact).tags]
+    if world.kind == "mailerlite":
+        assert len(notes) == 1 and tags == []
+        [echo] = [a for a in await world.activity() if a.direction == "to_kommo"]
+        assert echo.summary == "unsubscribed at MailerLite by a mailsync stage rule: no note"
+    else:
+        assert len(notes) == 2 and notes[1]["params"]["text"].startswith("jane@shop.io unsubscribed")
+        assert tags == ["email-opt-out"]
+    # a later unsubscribe (resubscribed, then out again) is the person's own: noted
+    await reverse.apply_esp_event(world.resources, ACCOUNT, event(world, key="later"))
+    assert world.notes()[-1]["params"]["text"].startswith(f"jane@shop.io unsubscribed at {platform}")

@@ -76,6 +76,7 @@ class MailchimpProvider(BulkOperations):
     key_help: ClassVar[str] = "Profile → Extras → API keys"
     uses_lists: ClassVar[bool] = True  # members live in the audience the admin chooses
     answers_url_check: ClassVar[bool] = True  # Mailchimp GETs the URL before it accepts it
+    echoes_own_unsubscribes: ClassVar[bool] = False  # WEBHOOK_SOURCES leaves API changes out
     parse_webhook = staticmethod(webhooks.parse_webhook)
 
     @staticmethod

@@ -95,6 +95,7 @@ class MailerLiteClassicProvider:
     key_help: ClassVar[str] = "Integrations → Developer API"
     uses_lists: ClassVar[bool] = False
     answers_url_check: ClassVar[bool] = False
+    echoes_own_unsubscribes: ClassVar[bool] = True  # no way to register hooks without them
     parse_webhook = staticmethod(parse_webhook)
 
     @staticmethod

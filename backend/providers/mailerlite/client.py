@@ -60,6 +60,7 @@ class MailerLiteProvider(BulkOperations):
     key_help: ClassVar[str] = "Integrations → API"
     uses_lists: ClassVar[bool] = False
     answers_url_check: ClassVar[bool] = False
+    echoes_own_unsubscribes: ClassVar[bool] = True  # no way to register hooks without them
     parse_webhook = staticmethod(webhooks.parse_webhook)
 
     @staticmethod

@@ -169,6 +169,28 @@ async def test_mailchimp_bulk_tags_read_the_tag_ids_once_and_survive_a_deleted_t
     assert sandbox.member(audience.id, "p2@acme-corp.io")["tags"] == ["won"]
 
 
+@pytest.mark.parametrize("audience_size, wanted, calls", [
+    (2_500, 11, ["/members"] * 3),  # three pages of the member list: fewer than 11 reads
+    (11_001, 11, ["/members"] + ["/members/{hash}"] * 11),  # 12 pages: one read per address
+    (2_500, 3, ["/members/{hash}"] * 3),  # a few addresses are always read one by one
+])
+async def test_mailchimp_lookup_takes_the_fewer_calls(audience_size, wanted, calls):
+    app = create_mailchimp_sandbox()
+    sandbox = app.state.sandbox
+    audience = sandbox.add_audience("A")
+    for n in range(audience_size):
+        sandbox.add_member(audience.id, f"p{n}@acme-corp.io", "unsubscribed" if n == 7 else "subscribed")
+    asked = [f"p{n}@acme-corp.io" for n in range(7, 7 + wanted - 1)] + ["new@acme-corp.io"]
+    async with asgi(app) as client:
+        provider = MailchimpProvider(client, base_url=MC_BASE, api_key=MC_KEY, list_id=audience.id)
+        held = await provider.lookup(asked)
+    assert sorted(held) == sorted(asked[:-1])
+    assert held["p7@acme-corp.io"].status == "unsubscribed"
+    base = f"/lists/{audience.id}/members"
+    assert [r.path.replace(base, "/members") if r.path == base else "/members/{hash}"
+            for r in sandbox.requests] == calls
+
+
 async def test_mailchimp_429_without_retry_after_and_401():
     def answer(request: httpx2.Request) -> httpx2.Response:
         status = 429 if request.url.path.endswith("ping") else 401

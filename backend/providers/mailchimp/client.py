@@ -33,7 +33,7 @@ from backend.providers.base import (
 )
 from backend.providers.mailchimp import webhooks
 from backend.providers.mailchimp.api import SERVICE, MailchimpApi, subscriber_hash
-from backend.providers.mailchimp.bulk import BulkOperations
+from backend.providers.mailchimp.bulk import BulkOperations, parse_member
 from backend.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
@@ -48,14 +48,6 @@ MAX_MERGE_FIELDS = 30
 WEBHOOK_EVENTS = {"subscribe": False, "unsubscribe": True, "profile": True, "cleaned": True,
                   "upemail": True, "campaign": False}
 WEBHOOK_SOURCES = {"user": True, "admin": True, "api": False}  # no echo of our own writes
-
-
-def parse_member(data: Mapping[str, Any]) -> Subscriber:
-    tags = data.get("tags") or ()
-    return Subscriber(email=lower(data.get("email_address")) or "", id=str(data.get("id") or ""),
-                      status=EspStatus.parse(data.get("status")),
-                      segments=tuple(str(t["name"]) for t in tags if isinstance(t, Mapping)),
-                      fields=dict(data.get("merge_fields") or {}))
 
 
 def merge_tag(name: str) -> str:

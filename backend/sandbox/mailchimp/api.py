@@ -21,6 +21,7 @@ class Api(Audiences, MergeFields, Segments, BatchSubscribe, Webhooks):
 ROUTES = compile_routes([
     ("GET", "ping", "ping"), ("GET", "lists", "lists"),
     ("GET", r"lists/([^/]+)", "get_list"), ("POST", r"lists/([^/]+)", "batch"),
+    ("GET", r"lists/([^/]+)/members", "list_members"),
     ("GET", r"lists/([^/]+)/members/([^/]+)", "get_member"),
     ("PUT", r"lists/([^/]+)/members/([^/]+)", "put_member"),
     ("PATCH", r"lists/([^/]+)/members/([^/]+)", "patch_member"),

@@ -11,6 +11,14 @@ from backend.sandbox.simulator import EMAIL, Answer
 
 
 class Members(Tags):
+    def list_members(self, list_id: str, q: dict, body: Any) -> Answer:
+        """All statuses but archived, in the order added; `count` at most 1,000."""
+        audience = self._list(list_id)
+        count, offset = min(int(q.get("count") or 10), 1000), int(q.get("offset") or 0)
+        members = [m for m in audience.members.values() if m["status"] != "archived"]
+        return 200, {"members": [self.member_body(audience, m) for m in members[offset:offset + count]],
+                     "list_id": list_id, "total_items": len(members)}
+
     def get_member(self, list_id: str, ident: str, q: dict, body: Any) -> Answer:
         audience = self._list(list_id)
         return 200, self.member_body(audience, self._member(audience, ident))

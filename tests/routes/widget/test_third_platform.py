@@ -58,6 +58,7 @@ class PostboxProvider:
     key_help: ClassVar[str] = "Settings → API"
     uses_lists: ClassVar[bool] = False
     answers_url_check: ClassVar[bool] = False
+    echoes_own_unsubscribes: ClassVar[bool] = False
     platform: ClassVar[Platform] = Platform()
 
     def __init__(self, api_key: str) -> None:

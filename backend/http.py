@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx2
 
-from backend import errors, metrics, usage
+from backend import circuit, errors, metrics, usage
 
 USER_AGENT = "mailsync/0.1 (+https://github.com/mailsync)"
 TIMEOUT = httpx2.Timeout(15.0, connect=5.0)
@@ -25,18 +25,22 @@ def build_client(**kwargs: Any) -> httpx2.AsyncClient:
 async def send(
     client: httpx2.AsyncClient, method: str, url: str, *, service: str, **kwargs: Any
 ) -> httpx2.Response:
-    """One outbound call, counted; transport failures become `UpstreamUnavailable`."""
+    """One outbound call, counted and seen by the running job's circuit (`circuit.observe`);
+    transport failures become `UpstreamUnavailable`."""
     try:
         response = await client.request(method, url, **kwargs)
     except httpx2.TimeoutException as exc:
         metrics.OUTBOUND_ERRORS.labels(service, "timeout").inc()
+        circuit.observe(service, None)
         raise errors.UpstreamUnavailable(f"{service} timed out", service=service) from exc
     except httpx2.TransportError as exc:
         metrics.OUTBOUND_ERRORS.labels(service, "transport").inc()
+        circuit.observe(service, None)
         raise errors.UpstreamUnavailable(
             f"{service} could not be reached: {type(exc).__name__}", service=service) from exc
     metrics.OUTBOUND_CALLS.labels(service, str(response.status_code)).inc()
     usage.record(client, service, response.status_code)
+    circuit.observe(service, response.status_code)
     return response
 
 

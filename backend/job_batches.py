@@ -55,3 +55,13 @@ async def defer_due(session: AsyncSession, account_id: int, kind: str, seconds: 
                           col(Job.state) == JobState.PENDING, col(Job.run_at) < until)
         .values(run_at=until).execution_options(synchronize_session=False))
     return result.rowcount
+
+
+async def defer_account(session: AsyncSession, account_id: int, until) -> int:
+    """A vendor the account's work needs is held until `until`: every pending job of the account
+    due before then waits as long (jobs due later keep their time)."""
+    result = await session.exec(
+        update(Job).where(col(Job.account_id) == account_id, col(Job.state) == JobState.PENDING,
+                          col(Job.run_at) < until)
+        .values(run_at=until).execution_options(synchronize_session=False))
+    return result.rowcount

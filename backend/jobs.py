@@ -232,6 +232,26 @@ async def release(session: AsyncSession, job_id: int) -> None:
         await finish(session, job_id, error="released at shutdown; superseded by a newer pending job")
 
 
+async def put_back(session: AsyncSession, job_ids: list[int], run_at: datetime) -> None:
+    """The vendor these jobs need is held (down, slowing us, refusing the account): they wait
+    until `run_at` without counting the attempt. One whose newer pending twin exists ends, the
+    twin doing its work."""
+    if not job_ids:
+        return
+    twin = aliased(Job)
+    mine = and_(col(Job.id).in_(job_ids), col(Job.state).in_(CLAIMED))
+    has_twin = exists().where(twin.coalesce_key == Job.coalesce_key, twin.state == JobState.PENDING)
+    await session.exec(
+        update(Job).where(mine, has_twin)
+        .values(state=JobState.DONE, finished_at=utcnow(), lease_until=None,
+                last_error="put back while its vendor was held; superseded by a newer pending job")
+        .execution_options(synchronize_session=False))
+    await session.exec(
+        update(Job).where(mine)
+        .values(state=JobState.PENDING, attempts=Job.attempts - 1, run_at=run_at, lease_until=None,
+                claimed_by=None).execution_options(synchronize_session=False))
+
+
 async def retry_dead(session: AsyncSession, account_id: int, job_id: int) -> bool:
     """Operator's retry from /admin: a dead job goes back to pending with fresh attempts."""
     try:

@@ -1,17 +1,18 @@
 """What the operator sees per account besides the queue (`/admin`, `mailsync accounts`): calls
-and 429s per vendor in the current and the previous UTC hour, and the newest backfill run."""
+and 429s per vendor in the current and the previous UTC hour, the newest backfill run, and the
+vendors holding the account's work (down, slowing us down, refusing it) until when."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend import usage
+from backend import circuit, usage
 from backend.activity_hourly import truncate_hour
 from backend.models import Backfill
 
@@ -22,6 +23,13 @@ class AccountOverview:
     this_hour: dict[str, usage.Usage]  # by vendor
     previous_hour: dict[str, usage.Usage]
     backfill: Backfill | None
+    paused: dict[str, Paused] = field(default_factory=dict)  # by vendor (service name)
+
+
+@dataclass(frozen=True)
+class Paused:
+    reason: str  # "outage", "rate" (429) or "refused" (Kommo 402/403)
+    until: datetime
 
 
 async def load(
@@ -31,9 +39,17 @@ async def load(
     this_hour = await usage.by_account(session, account_ids, hour)
     previous_hour = await usage.by_account(session, account_ids, hour - timedelta(hours=1))
     backfills = await _latest_backfills(session, account_ids)
+    holds = await circuit.in_force(session, now.timestamp())
     return {account_id: AccountOverview(hour, this_hour[account_id], previous_hour[account_id],
-                                        backfills.get(account_id))
+                                        backfills.get(account_id), _paused(holds.get(account_id, [])))
             for account_id in account_ids}
+
+
+def _paused(holds: list[circuit.Hold]) -> dict[str, Paused]:
+    found: dict[str, Paused] = {}
+    for hold in sorted(holds, key=lambda h: h.until):  # the latest end per vendor wins
+        found[hold.service] = Paused(hold.reason, datetime.fromtimestamp(hold.until, UTC))
+    return found
 
 
 async def _latest_backfills(

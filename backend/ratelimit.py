@@ -3,6 +3,11 @@
 One bucket per key (e.g. `kommo:29085424`, `mailerlite:<key hash>`). Taking a token is a single
 conditional UPDATE, atomic on SQLite and PostgreSQL alike, so any number of workers share one
 budget without a lock table. Callers wait for budget rather than fail.
+
+A vendor's 429 pauses a key (`pause`): the bucket holds no token until the time the vendor gave,
+for every process. Callers wait out a short pause; a longer one (over `PAUSE_WAIT`) fails the
+call at once with `UpstreamRateLimited` (code `vendor_paused`), so a job goes back to the queue
+instead of holding a worker, and nothing reaches the vendor before the pause ends.
 """
 
 from __future__ import annotations
@@ -19,9 +24,18 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend import metrics
 from backend.db import insert_for
+from backend.errors import UpstreamRateLimited
 from backend.models import ConcurrencySlot, RateBucket
 
 MIN_WAIT = 0.005
+PAUSE_WAIT = 5.0  # seconds a caller waits out a vendor's pause before giving up the call
+PAUSED = "vendor_paused"
+
+
+def _paused(key: str, service: str, wait: float) -> UpstreamRateLimited:
+    vendor = service or key.split(":", 1)[0]
+    return UpstreamRateLimited(f"{vendor} asked us to slow down; calls wait {wait:.1f} s more",
+                               code=PAUSED, service=vendor, retry_after=round(wait, 3))
 
 
 class RateLimiter:
@@ -31,10 +45,12 @@ class RateLimiter:
         *,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        pause_wait: float = PAUSE_WAIT,
     ) -> None:
         self._sessions = sessions
         self._clock = clock
         self._sleep = sleep
+        self._pause_wait = pause_wait
         self._slots = _DatabaseSlots(sessions, clock, sleep)
 
     def slot(self, key: str, limit: int) -> contextlib.AbstractAsyncContextManager[None]:
@@ -48,6 +64,8 @@ class RateLimiter:
             wait = await self._try_take(key, rate, burst)
             if wait <= 0:
                 return waited
+            if wait > self._pause_wait:
+                raise _paused(key, service, wait)
             metrics.RATE_LIMIT_WAITS.labels(service or key.split(":", 1)[0]).inc()
             await self._sleep(wait)
             waited += wait
@@ -78,8 +96,19 @@ class RateLimiter:
             tokens, updated_at = (await session.exec(
                 select(RateBucket.tokens, RateBucket.updated_at).where(RateBucket.key == key))).one()
         current = min(burst, tokens + max(0.0, now - updated_at) * rate)
-        return max(MIN_WAIT, (1 - current) / rate)
+        return max(MIN_WAIT, max(0.0, updated_at - now) + (1 - current) / rate)
 
+    async def pause(self, key: str, seconds: float) -> None:
+        """No token for `key` during the next `seconds`, in any process (a later end already
+        stored is kept)."""
+        async with self._sessions() as session, session.begin():
+            await session.connection()
+            until = self._clock() + seconds
+            table = RateBucket.__table__
+            statement = insert_for(session)(table).values(key=key, tokens=0.0, updated_at=until)
+            await session.exec(statement.on_conflict_do_update(index_elements=["key"], set_={
+                "tokens": 0.0,
+                "updated_at": case((table.c.updated_at > until, table.c.updated_at), else_=until)}))
 
 
 SLOT_LEASE = 120.0  # seconds: a call's permit outlives any call we would wait for
@@ -148,9 +177,11 @@ class LocalRateLimiter:
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        pause_wait: float = PAUSE_WAIT,
     ) -> None:
         self._clock = clock
         self._sleep = sleep
+        self._pause_wait = pause_wait
         self._buckets: dict[str, tuple[float, float]] = {}  # key → (tokens, updated_at)
         self._semaphores: dict[str, asyncio.Semaphore] = {}
 
@@ -166,6 +197,8 @@ class LocalRateLimiter:
             wait = self._try_take(key, rate, burst)
             if wait <= 0:
                 return waited
+            if wait > self._pause_wait:
+                raise _paused(key, service, wait)
             metrics.RATE_LIMIT_WAITS.labels(service or key.split(":", 1)[0]).inc()
             await self._sleep(wait)
             waited += wait
@@ -173,9 +206,16 @@ class LocalRateLimiter:
     def _try_take(self, key: str, rate: float, burst: float) -> float:
         now = self._clock()
         tokens, updated_at = self._buckets.get(key, (burst, now))
-        tokens = min(burst, tokens + max(0.0, now - updated_at) * rate)
+        if updated_at > now:  # paused
+            return max(MIN_WAIT, updated_at - now + (1 - tokens) / rate)
+        tokens = min(burst, tokens + (now - updated_at) * rate)
         if tokens >= 1 - 1e-9:
             self._buckets[key] = (tokens - 1, now)
             return 0.0
         self._buckets[key] = (tokens, now)
         return max(MIN_WAIT, (1 - tokens) / rate)
+
+    async def pause(self, key: str, seconds: float) -> None:
+        until = self._clock() + seconds
+        _, updated_at = self._buckets.get(key, (0.0, until))
+        self._buckets[key] = (0.0, max(until, updated_at))

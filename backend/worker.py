@@ -4,7 +4,8 @@ Each process runs one `Worker` with `WORKER_CONCURRENCY` slots; the queue (jobs.
 no two jobs of one account run at once anywhere. Whoever builds the worker hands it the table of
 handlers by job kind (`sync.handlers.HANDLERS`).
 On stop (SIGTERM) running jobs get a grace period to finish; what is still running then is
-released back to the queue without counting the attempt.
+released back to the queue without counting the attempt. A vendor that is down, slows us down
+or refuses the account holds the account's work without counting attempts (`pauses.py`).
 """
 
 from __future__ import annotations
@@ -23,12 +24,11 @@ from typing import TYPE_CHECKING
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend import alerts, job_batches, jobs, logs, metrics, repository
+from backend import alerts, circuit, job_batches, jobs, logs, metrics, pauses, repository
 from backend.errors import (
     MailsyncError,
     UpstreamError,
     UpstreamForbidden,
-    UpstreamRateLimited,
     UpstreamUnauthorized,
 )
 from backend.jobs import ClaimedJob
@@ -164,6 +164,12 @@ class Worker:
 
     async def _run(self, leader: ClaimedJob) -> None:
         logs.bind_account(leader.account_id)
+        async with self.resources.reads() as session:
+            holds = await circuit.holds(session, leader.account_id)
+        held_until = pauses.blocked(holds, time.time())
+        if held_until is not None:  # a vendor is held: nothing runs, no attempt counts
+            await self._settle(pauses.wait, leader.account_id, [leader.id], held_until)
+            return
         started = time.perf_counter()
         run = [leader, *await self._followers(leader)]
         heartbeat = asyncio.create_task(self._heartbeat(run))
@@ -171,7 +177,8 @@ class Worker:
                  "batch": len(run), "followers": [job.id for job in run[1:]]}
         log.info("job %d started", leader.id, extra={**trace, "at": time.time()})
         try:
-            failures = await self._call(run)
+            with circuit.watching() as seen:
+                failures = await self._call(run)
         except asyncio.CancelledError:
             for job in run:
                 await self._settle(jobs.release, job.id)
@@ -186,13 +193,18 @@ class Worker:
         done = [job.id for job in run if job.id not in failures]
         if done:
             await self._settle(jobs.finish_many, done)
-        for job in run:
-            if job.id in failures:
-                await self._outcome(job, failures[job.id])
-        wait = max((e.retry_after or 0 for e in failures.values() if isinstance(e, UpstreamRateLimited)),
-                   default=0)
-        if wait and leader.kind in self.batch_handlers:
-            await self._settle(job_batches.defer_due, leader.account_id, leader.kind, wait)
+        if failures or holds or not all(seen.values()):  # else nothing to write: the usual run
+            settled = await self._settle(pauses.settle, leader.account_id, seen, failures, holds,
+                                         vendor_name)
+            await self._failed(leader.account_id, [job for job in run if job.id in failures],
+                               failures, settled)
+
+    async def _failed(self, account_id: int, failed: list[ClaimedJob], failures: Mapping[int, Exception],
+                      settled: pauses.Settled) -> None:
+        """Jobs whose vendor is now held wait for it, uncharged; the rest retry or end as usual."""
+        rest = await self._settle(pauses.hold_failed, account_id, failed, failures, settled)
+        for job in rest:
+            await self._outcome(job, failures[job.id])
 
     async def _followers(self, leader: ClaimedJob) -> list[ClaimedJob]:
         """A kind with a batch handler takes the account's other due jobs of that kind along."""
@@ -300,6 +312,12 @@ async def _key_rejected(session: AsyncSession, account_id: int, exc: UpstreamErr
         provider = registry.get(connection.kind)
         await alerts.esp_key_rejected(session, account_id, platform=provider.display_name,
                                       status=exc.status, key_help=provider.key_help)
+
+
+def vendor_name(service: str) -> str:
+    """"kommo" → "Kommo"; a platform's service → its display name."""
+    names = {provider.service: provider.display_name for provider in registry.all()}
+    return names.get(service, service.capitalize())
 
 
 def _plain(exc: Exception | None) -> str:

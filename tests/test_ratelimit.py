@@ -121,3 +121,27 @@ async def test_local_permits_are_a_semaphore():
 
     await asyncio.gather(*(call() for _ in range(10)))
     assert peak == 3
+
+
+@pytest.mark.parametrize("local", [False, True])
+async def test_a_pause_holds_every_token_until_it_ends(sessions, local):
+    """A vendor's 429: a short pause is waited out, then the bucket refills from empty; a long
+    one fails the call at once, naming the vendor and the seconds left."""
+    from backend.errors import UpstreamRateLimited
+    from backend.ratelimit import LocalRateLimiter
+
+    clock = FakeClock()
+    limiter = (LocalRateLimiter(clock=clock, sleep=clock.sleep) if local
+               else RateLimiter(sessions, clock=clock, sleep=clock.sleep))
+    await limiter.acquire("kommo:1", rate=5, burst=5)
+    await limiter.pause("kommo:1", 3)
+    await limiter.pause("kommo:1", 1)  # an earlier end does not shorten the pause
+    assert await limiter.acquire("kommo:1", rate=5, burst=5) == pytest.approx(3.2, abs=0.01)
+    assert await limiter.acquire("kommo:2", rate=5, burst=5) == 0  # other keys are not paused
+    await limiter.pause("kommo:1", 30)
+    with pytest.raises(UpstreamRateLimited) as paused:
+        await limiter.acquire("kommo:1", rate=5, burst=5, service="kommo")
+    assert (paused.value.code, paused.value.service) == ("vendor_paused", "kommo")
+    assert paused.value.retry_after == pytest.approx(30.2, abs=0.01)
+    clock.now += 30.2
+    assert await limiter.acquire("kommo:1", rate=5, burst=5) == 0

@@ -2,7 +2,9 @@
 
 Every call waits for the account's budget (7 requests/s shared by all processes), carries the
 account's access token, and on a 401 refreshes once and retries once; a second 401 puts the
-account in `needs_reauth`. 204 means "nothing": lists come back empty, single reads as None.
+account in `needs_reauth`. A 429 pauses the account's budget for every process until Kommo's
+`retry_after` (1 s doubling without one) and raises, so the job waits rather than retries.
+204 means "nothing": lists come back empty, single reads as None.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import httpx2
 from backend import http, repository
 from backend.errors import UpstreamError, UpstreamNotFound, UpstreamUnauthorized
 from backend.kommo import types
-from backend.kommo.budget import budget_key, wait_for_budget
+from backend.kommo.budget import budget_key, pause_after_429, wait_for_budget
 from backend.kommo.oauth import api_base_url
 from backend.kommo.tokens import AccountTokens, FixedToken
 from backend.settings import Secret
@@ -226,7 +228,11 @@ class KommoClient:
         if response.status_code == 204 or (response.is_success and not response.content):
             return None
         if not response.is_success:
-            raise _error(response)
+            error = _error(response)
+            if response.status_code == 429:
+                error.retry_after = await pause_after_429(self._resources, self._budget,
+                                                          error.retry_after)
+            raise error
         try:
             return response.json()
         except ValueError:

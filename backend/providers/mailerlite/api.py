@@ -3,7 +3,8 @@
 Budget: 120 requests/min per key (A.2). The shared database bucket refills at 110/min with a
 burst of 10, so no 60-second window can see more than 120 of our calls even across processes.
 `X-RateLimit-Remaining: 0` on any answer parks the key until the minute is over, without
-spending a call that would only come back 429.
+spending a call that would only come back 429; a 429 parks it for its `Retry-After` (a minute
+without one). Parked means paused in the shared limiter, so every process waits.
 """
 
 from __future__ import annotations
@@ -72,9 +73,13 @@ class MailerLiteApi:
         response = await http.send(
             self.client, method, self.base_url + path, service=SERVICE, headers=self._headers(),
             json=json, params=params)
-        self._note_remaining(response)
+        await self._note_remaining(response)
         if response.status_code >= 400:
-            raise error_from(response)
+            error = error_from(response)
+            if response.status_code == 429 and not _import_limit(error.message):
+                error.retry_after = error.retry_after if error.retry_after is not None else WINDOW_SECONDS
+                await self._park(error.retry_after)
+            raise error
         if response.status_code == 204 or not response.content:
             return response.status_code, None
         try:
@@ -94,12 +99,20 @@ class MailerLiteApi:
             await self._limiter.acquire(f"{SERVICE}:{self.key_id}", rate=RATE_PER_SECOND,
                                         burst=BURST, service=SERVICE)
 
-    def _note_remaining(self, response: httpx2.Response) -> None:
+    async def _note_remaining(self, response: httpx2.Response) -> None:
         remaining = response.headers.get("X-RateLimit-Remaining")
         if remaining is not None and remaining.strip() == "0" and response.status_code != 429:
-            _EXHAUSTED.setdefault(self.client, {})[self.key_id] = time.monotonic() + WINDOW_SECONDS
+            await self._park(WINDOW_SECONDS)
         elif remaining is not None:
             _EXHAUSTED.get(self.client, {}).pop(self.key_id, None)
+
+    async def _park(self, seconds: float) -> None:
+        """No call with this key for `seconds`: in every process through the shared limiter,
+        else (no limiter) in this one."""
+        if self._limiter is not None:
+            await self._limiter.pause(f"{SERVICE}:{self.key_id}", seconds)
+        else:
+            _EXHAUSTED.setdefault(self.client, {})[self.key_id] = time.monotonic() + seconds
 
 
 def vendor_message(response: httpx2.Response) -> str:
@@ -122,9 +135,14 @@ def vendor_message(response: httpx2.Response) -> str:
     return message or f"MailerLite answered {response.status_code}"
 
 
+def _import_limit(message: str) -> bool:
+    """The 5-imports-a-minute rule, which leaves the rest of the key's budget usable."""
+    return "import" in message.lower()
+
+
 def error_from(response: httpx2.Response) -> UpstreamError:
     text = vendor_message(response)
-    if response.status_code == 429 and "import" in text.lower():
+    if response.status_code == 429 and _import_limit(text):
         text = f"{text} (MailerLite allows 5 imports per minute)"
     return http.error_for(response, service=SERVICE, message=text)
 

@@ -22,6 +22,7 @@ from backend.resources import open_resources
 from backend.routes import admin, health, oauth, webhooks, widget
 from backend.settings import Settings, load_settings
 from backend.sync.handlers import BATCH_HANDLERS, HANDLERS
+from backend.throttle import Guards, Throttled
 from backend.worker import Worker
 
 log = logging.getLogger("mailsync.app")
@@ -52,6 +53,7 @@ def create_app(
         lifespan=_lifespan(settings, engine, http_client, run_worker),
     )
     app.state.settings = settings
+    app.state.guards = Guards()  # per-process limits on anonymous callers (docs/SECURITY.md)
     return app
 
 
@@ -63,6 +65,9 @@ def _lifespan(settings: Settings, engine: AsyncEngine | None,
             app.state.resources = shared
             if settings.sandbox_mode:
                 log.info("no KOMMO_CLIENT_ID/KOMMO_CLIENT_SECRET: running in sandbox mode")
+                if settings.kommo_api_base_url is None:
+                    log.warning("sandbox mode without KOMMO_API_BASE_URL: installs are refused "
+                                "(only the simulated Kommo may receive the public sandbox keys)")
             if not run_worker:
                 yield
                 return
@@ -83,7 +88,8 @@ def _lifespan(settings: Settings, engine: AsyncEngine | None,
 async def _mailsync_error(request: Request, exc: MailsyncError) -> JSONResponse:
     if exc.status_code >= 500:
         log.error("%s: %s", exc.code, exc.message)
-    return JSONResponse(exc.to_body(), status_code=exc.status_code)
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Throttled) else None
+    return JSONResponse(exc.to_body(), status_code=exc.status_code, headers=headers)
 
 
 async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 
@@ -86,6 +87,13 @@ def constant_time_equals(a: str | bytes, b: str | bytes) -> bool:
     if isinstance(b, str):
         b = b.encode()
     return hmac.compare_digest(a, b)
+
+
+def secret_matches(given: str, expected: str) -> bool:
+    """Compares digests, so neither the time taken nor an early exit tells the password's length
+    (compare_digest returns at once on a length mismatch)."""
+    return hmac.compare_digest(hashlib.sha256(given.encode()).digest(),
+                               hashlib.sha256(expected.encode()).digest())
 
 
 def hmac_sha256_hex(key: str | bytes, message: str | bytes) -> str:

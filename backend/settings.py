@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import os
 import re
 import secrets
@@ -70,6 +71,7 @@ class Settings:
     worker_concurrency: int = 8
     job_lease_seconds: int = 120
     engagement_poll_seconds: int = 900
+    kommo_catchup_seconds: int = 300
     sandbox_requirejs: str | None = None  # `mailsync sandbox`: load the widget with this require.js
 
     @property
@@ -83,13 +85,21 @@ class Settings:
 
     @property
     def client_id(self) -> str:
-        """The integration id in force: the real one, or the sandbox's."""
-        return self.kommo_client_id or SANDBOX_CLIENT_ID
+        """The integration id in force: the real one, or the sandbox's (sandbox mode only)."""
+        if self.kommo_client_id:
+            return self.kommo_client_id
+        _require_sandbox_mode(self, "KOMMO_CLIENT_ID")
+        return SANDBOX_CLIENT_ID
 
     @property
     def client_secret(self) -> Secret:
-        """The client secret in force (signs widget tokens, keys the disconnect signature)."""
-        return self.kommo_client_secret or Secret(SANDBOX_CLIENT_SECRET)
+        """The client secret in force (signs widget tokens, keys the disconnect signature). The
+        public sandbox secret only in sandbox mode: a server with a real client id must never
+        accept widget tokens that anyone can sign."""
+        if self.kommo_client_secret:
+            return self.kommo_client_secret
+        _require_sandbox_mode(self, "KOMMO_CLIENT_SECRET")
+        return Secret(SANDBOX_CLIENT_SECRET)
 
     @property
     def public_origin(self) -> str:
@@ -99,6 +109,11 @@ class Settings:
     def __repr__(self) -> str:
         shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))
         return f"Settings({_mask_url_password(shown)})"
+
+
+def _require_sandbox_mode(settings: Settings, missing: str) -> None:
+    if not settings.sandbox_mode:
+        raise ConfigurationError(f"{missing} is not set while the other Kommo key is")
 
 
 def _mask_url_password(text: str) -> str:
@@ -137,9 +152,13 @@ def load_settings(
     public_url = (get("PUBLIC_URL") or DEFAULT_PUBLIC_URL).rstrip("/")
     secret_key = _secret_key(get("SECRET_KEY"), production)
     client_id, client_secret = get("KOMMO_CLIENT_ID"), get("KOMMO_CLIENT_SECRET")
+    _both_kommo_keys_or_neither(client_id, client_secret)
     if production:
         _require({"KOMMO_CLIENT_ID": client_id, "KOMMO_CLIENT_SECRET": client_secret,
                   "ENCRYPTION_KEYS": get("ENCRYPTION_KEYS")})
+    kommo_base = (get("KOMMO_API_BASE_URL") or "").rstrip("/") or None
+    if not client_id and kommo_base is not None:
+        _check_sandbox_kommo(kommo_base, public_url)
     return Settings(
         env=mode,
         database_url=get("DATABASE_URL") or DEFAULT_DATABASE_URL,
@@ -149,7 +168,7 @@ def load_settings(
         kommo_client_id=client_id,
         kommo_client_secret=Secret(client_secret) if client_secret else None,
         kommo_redirect_uri=get("KOMMO_REDIRECT_URI") or f"{public_url}/oauth/kommo/callback",
-        kommo_api_base_url=(get("KOMMO_API_BASE_URL") or "").rstrip("/") or None,
+        kommo_api_base_url=kommo_base,
         mailerlite_api_base_url=_base(get("MAILERLITE_API_BASE_URL"), Settings.mailerlite_api_base_url),
         mailerlite_classic_api_base_url=_base(
             get("MAILERLITE_CLASSIC_API_BASE_URL"), Settings.mailerlite_classic_api_base_url),
@@ -159,6 +178,8 @@ def load_settings(
         job_lease_seconds=_positive_int("JOB_LEASE_SECONDS", get("JOB_LEASE_SECONDS"), 120),
         engagement_poll_seconds=_positive_int(
             "ENGAGEMENT_POLL_SECONDS", get("ENGAGEMENT_POLL_SECONDS"), 900),
+        kommo_catchup_seconds=_positive_int(
+            "KOMMO_CATCHUP_SECONDS", get("KOMMO_CATCHUP_SECONDS"), 300),
         sandbox_requirejs=get("SANDBOX_REQUIREJS"),
     )
 
@@ -168,6 +189,47 @@ def _require(values: dict[str, str | None]) -> None:
     if missing:
         raise ConfigurationError(
             f"ENV=production requires {', '.join(missing)} to be set in the environment")
+
+
+def _both_kommo_keys_or_neither(client_id: str | None, client_secret: str | None) -> None:
+    """One key without the other is a half-configured server in any environment: it would run
+    with the public sandbox secret, and accept widget tokens anyone can sign."""
+    if bool(client_id) == bool(client_secret):
+        return
+    given, missing = (("KOMMO_CLIENT_ID", "KOMMO_CLIENT_SECRET") if client_id
+                      else ("KOMMO_CLIENT_SECRET", "KOMMO_CLIENT_ID"))
+    raise ConfigurationError(
+        f"{missing} is not set but {given} is: set both (a real Kommo integration) or neither "
+        "(sandbox mode, which talks to the simulated Kommo only)")
+
+
+# Names that never belong to a real Kommo host (RFC 6761/6762 and private-network conventions).
+_LOCAL_SUFFIXES = (".localhost", ".test", ".local", ".internal")
+
+
+def is_local_base_url(url: str, public_url: str = "") -> bool:
+    """True for a URL on this machine or private network (or our own public origin, which the
+    sandbox serves the simulated Kommo from): never a real Kommo host."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower().rstrip(".")
+    if not host or parts.scheme not in ("http", "https"):
+        return False
+    if public_url and parts.netloc.lower() == urlsplit(public_url).netloc.lower():
+        return True
+    try:
+        return not ipaddress.ip_address(host).is_global
+    except ValueError:
+        pass
+    # A single label ("localhost", a container name) is no public DNS name.
+    return "." not in host or host.endswith(_LOCAL_SUFFIXES)
+
+
+def _check_sandbox_kommo(base_url: str, public_url: str) -> None:
+    if not is_local_base_url(base_url, public_url):
+        raise ConfigurationError(
+            f"KOMMO_API_BASE_URL {base_url} is not a local address: without KOMMO_CLIENT_ID and "
+            "KOMMO_CLIENT_SECRET (sandbox mode) mailsync talks to the simulated Kommo only; set "
+            "both keys to talk to a real Kommo")
 
 
 def _base(value: str | None, default: str) -> str:

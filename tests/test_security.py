@@ -10,6 +10,7 @@ from backend.security import (
     mask_email,
     new_fernet_key,
     new_hook_key,
+    secret_matches,
 )
 from backend.settings import Secret
 
@@ -67,6 +68,19 @@ def test_constant_time_helpers():
     # RFC 4231 test case 2
     assert hmac_sha256_hex("Jefe", "what do ya want for nothing?") == (
         "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+
+
+def test_password_comparison_hashes_first_so_length_is_not_told(monkeypatch):
+    import hmac
+
+    compared = []
+    real = hmac.compare_digest
+    monkeypatch.setattr(hmac, "compare_digest", lambda a, b: compared.append((len(a), len(b))) or real(a, b))
+    assert secret_matches("operator-pass-123", "operator-pass-123")
+    assert not secret_matches("x", "operator-pass-123")
+    assert not secret_matches("", "operator-pass-123")
+    assert not secret_matches("operator-pass-123 ", "operator-pass-123")
+    assert compared == [(32, 32)] * 4  # always two SHA-256 digests, whatever was typed
 
 
 def test_hook_keys_are_long_and_unique():

@@ -5,7 +5,7 @@ import pytest
 
 from backend.errors import ConfigurationError
 from backend.security import new_fernet_key
-from backend.settings import Secret, load_settings
+from backend.settings import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET, Secret, load_settings
 
 PROD = {
     "ENV": "production",
@@ -108,3 +108,55 @@ def test_repr_masks_every_secret():
         assert secret not in text
     assert "client-id" in text  # the client id is not a secret
     assert repr(Secret("x")) == "Secret('**********')"
+
+
+@pytest.mark.parametrize("env", ["development", "test", "production"])
+@pytest.mark.parametrize("given, missing", [("KOMMO_CLIENT_ID", "KOMMO_CLIENT_SECRET"),
+                                            ("KOMMO_CLIENT_SECRET", "KOMMO_CLIENT_ID")])
+def test_one_kommo_key_without_the_other_refuses_to_start_naming_the_missing_one(env, given, missing):
+    values = {**PROD, "ENCRYPTION_KEYS": new_fernet_key(), "ENV": env}
+    values.pop(missing)
+    with pytest.raises(ConfigurationError, match=f"^{missing} is not set but {given} is"):
+        load_settings(values, dotenv=None)
+
+
+def test_the_sandbox_secret_is_never_in_force_outside_sandbox_mode():
+    import dataclasses
+
+    settings = load_settings({"KOMMO_CLIENT_ID": "id", "KOMMO_CLIENT_SECRET": "sec"}, dotenv=None)
+    half = dataclasses.replace(settings, kommo_client_secret=None)  # built around load_settings
+    assert half.sandbox_mode is False
+    with pytest.raises(ConfigurationError, match="KOMMO_CLIENT_SECRET is not set"):
+        half.client_secret  # noqa: B018
+    with pytest.raises(ConfigurationError, match="KOMMO_CLIENT_ID is not set"):
+        dataclasses.replace(settings, kommo_client_id=None).client_id  # noqa: B018
+    sandbox = load_settings({}, dotenv=None)
+    assert sandbox.client_secret == Secret(SANDBOX_CLIENT_SECRET)
+    assert sandbox.client_id == SANDBOX_CLIENT_ID
+
+
+@pytest.mark.parametrize("base", [
+    "http://127.0.0.1:8000/simulated/kommo", "http://localhost:9000", "http://[::1]:9000/kommo",
+    "http://kommo.test", "http://sandbox.localhost:8000", "http://10.0.0.5:8000/simulated/kommo",
+    "http://192.168.1.20:8000", "http://kommo-sandbox:8080", "https://demo.example.org/simulated/kommo",
+])
+def test_sandbox_mode_talks_to_a_local_kommo(base):
+    settings = load_settings({"KOMMO_API_BASE_URL": base, "PUBLIC_URL": "https://demo.example.org"},
+                             dotenv=None)
+    assert settings.sandbox_mode and settings.kommo_api_base_url == base
+
+
+@pytest.mark.parametrize("base", [
+    "https://acme.kommo.com", "https://api-c.kommo.com", "https://www.amocrm.ru",
+    "https://kommo.example.com", "http://8.8.8.8", "http://127.0.0.1.nip.io",
+    "http://127.0.0.1@acme.kommo.com", "ftp://127.0.0.1",
+])
+def test_sandbox_mode_refuses_a_real_or_unknown_kommo(base):
+    with pytest.raises(ConfigurationError, match=r"KOMMO_API_BASE_URL .* is not a local address"):
+        load_settings({"KOMMO_API_BASE_URL": base}, dotenv=None)
+
+
+def test_with_both_keys_any_kommo_base_is_allowed():
+    settings = load_settings({"KOMMO_CLIENT_ID": "id", "KOMMO_CLIENT_SECRET": "sec",
+                              "KOMMO_API_BASE_URL": "https://kommo-proxy.example.com"}, dotenv=None)
+    assert settings.kommo_api_base_url == "https://kommo-proxy.example.com"

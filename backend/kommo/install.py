@@ -1,25 +1,27 @@
 """Installing (OAuth callback) and disconnecting a Kommo account.
 
 An install costs 4 outbound calls: the code exchange, `GET /api/v4/account`, the webhook list and
-the webhook subscription. A reinstall finds its webhook in the list and costs 3.
+the webhook subscription. A reinstall finds its webhook in the list and costs 3. A disconnect of
+an active account costs 1: the refresh that confirms Kommo really revoked us.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from backend import repository
-from backend.errors import UpstreamError
-from backend.kommo import oauth
+from backend.errors import Conflict, UpstreamError, UpstreamUnauthorized, UpstreamUnavailable
+from backend.kommo import oauth, tokens
 from backend.kommo.client import KommoClient
 from backend.kommo.webhooks import WEBHOOK_SETTINGS
 from backend.models import AccountStatus
 
 if TYPE_CHECKING:
     from backend.resources import Resources
-    from backend.settings import Settings
+    from backend.settings import Secret, Settings
 
 log = logging.getLogger("mailsync.kommo.install")
 
@@ -76,16 +78,52 @@ async def ensure_webhook(resources: Resources, account_id: int, host: str, hook_
     return registered
 
 
-async def disconnect(resources: Resources, account_id: int) -> bool:
-    """Kommo revoked our access: erase the account's tokens and ESP key, stop its jobs. The
-    mapping stays for a reinstall. False when the account was never installed."""
+async def disconnect(resources: Resources, account_id: int, *,
+                     before_asking: Callable[[], None] = lambda: None) -> bool:
+    """Kommo says it revoked our access: erase the account's tokens and ESP key, stop its jobs.
+    The mapping stays for a reinstall. False when the account was never installed.
+
+    The hook's signature covers only the account id, so anyone who saw one can replay it: before
+    erasing, Kommo must refuse our refresh token (one refresh; `before_asking` may refuse to
+    send it). If Kommo still accepts it, nothing is erased: 409 `still_authorized`."""
+    async with resources.reads() as session:
+        account = await repository.get_account(session, account_id)
+        current = await repository.get_kommo_tokens(session, resources.vault, account_id)
+    if account is None:
+        return False
+    # Without tokens, or already refused by Kommo (needs_reauth), there is nothing to ask.
+    if current is not None and account.status == AccountStatus.ACTIVE:
+        before_asking()
+        if await _still_accepted(resources, account_id, current.access_token):
+            log.warning("disconnect refused: Kommo still accepts our authorization (replayed or "
+                        "forged hook)", extra={"kommo_account": account_id})
+            raise still_authorized()
+    await _erase(resources, account_id)
+    return True
+
+
+def still_authorized() -> Conflict:
+    return Conflict("Kommo still accepts mailsync's authorization for this account, so this "
+                    "disconnect did not come from Kommo; nothing was erased", code="still_authorized")
+
+
+async def _still_accepted(resources: Resources, account_id: int, access_token: Secret) -> bool:
+    try:
+        await tokens.refresh(resources, account_id, rejected=access_token)
+    except UpstreamUnauthorized:
+        return False  # refused: the revocation is real
+    except UpstreamError as exc:
+        raise UpstreamUnavailable(
+            f"Kommo could not confirm the disconnect ({exc.code}); nothing was erased",
+            code="disconnect_unconfirmed", service="kommo") from exc
+    return True
+
+
+async def _erase(resources: Resources, account_id: int) -> None:
     async with resources.sessions() as session, session.begin():
-        if await repository.get_account(session, account_id) is None:
-            return False
         await repository.set_account_status(session, account_id, AccountStatus.DISCONNECTED)
         await repository.set_kommo_webhook_registered(session, account_id, False)
         await repository.erase_account_secrets(session, account_id)
         cancelled = await repository.cancel_account_jobs(session, account_id,
                                                          "the account disconnected mailsync in Kommo")
     log.info("Kommo account disconnected", extra={"kommo_account": account_id, "cancelled_jobs": cancelled})
-    return True

@@ -11,10 +11,16 @@ import httpx2
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 
 from backend import http
-from backend.errors import BadRequest, UpstreamError, UpstreamUnauthorized, UpstreamUnavailable
+from backend.errors import (
+    BadRequest,
+    ConfigurationError,
+    UpstreamError,
+    UpstreamUnauthorized,
+    UpstreamUnavailable,
+)
 from backend.repository import KommoTokens
 from backend.security import constant_time_equals, hmac_sha256_hex
-from backend.settings import Secret, Settings
+from backend.settings import Secret, Settings, is_local_base_url
 
 if TYPE_CHECKING:
     from backend.resources import Resources
@@ -22,10 +28,13 @@ if TYPE_CHECKING:
 SERVICE = "kommo"
 STATE_PURPOSE = "kommo-install"
 STATE_MAX_AGE = 3600
-# An account host: one or more DNS labels under one of Kommo's three domains; nothing else
-# (no scheme, port, path, userinfo), so the code can never be sent anywhere but to Kommo.
+# An account host: DNS labels under one of Kommo's three domains; nothing else (no scheme, port,
+# path, userinfo, IP), so the code and our client secret can never go anywhere but to Kommo.
 _ACCOUNT_HOST = re.compile(
-    r"^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+(?:kommo\.com|amocrm\.com|amocrm\.ru)$")
+    r"(?P<first>[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)\.(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*"
+    r"(?:kommo\.com|amocrm\.com|amocrm\.ru)")
+# Kommo's shared web host, not an account (its docs: never send account calls to www).
+_NOT_ACCOUNTS = frozenset({"www"})
 # 400 hints that mean our integration keys or redirect URI are wrong, not that the grant is dead.
 _OUR_CONFIGURATION = ("client_id", "client_secret", "redirect uri")
 _HINTS_IN_PLAIN_WORDS = {
@@ -43,7 +52,8 @@ _HINTS_IN_PLAIN_WORDS = {
 def validate_referer(referer: str | None) -> str:
     """The account host from the redirect's `referer`, or 400 `invalid_referer`."""
     host = (referer or "").strip().lower()
-    if len(host) > 253 or not _ACCOUNT_HOST.match(host):
+    match = _ACCOUNT_HOST.fullmatch(host) if len(host) <= 253 else None
+    if match is None or match["first"] in _NOT_ACCOUNTS:
         raise BadRequest("referer must be a Kommo account host such as acme.kommo.com",
                          code="invalid_referer")
     return host
@@ -97,6 +107,13 @@ async def refresh_tokens(resources: Resources, host: str, refresh_token: Secret)
 
 
 def _token_url(settings: Settings, host: str) -> str:
+    # The one request that carries our client secret. In sandbox mode that secret is public and
+    # only the simulated Kommo may receive it (settings refuse a non-local base at start-up).
+    base = settings.kommo_api_base_url
+    if settings.sandbox_mode and not (base and is_local_base_url(base, settings.public_url)):
+        raise ConfigurationError(
+            "sandbox mode (no KOMMO_CLIENT_ID/KOMMO_CLIENT_SECRET) talks to the simulated Kommo "
+            "only: set KOMMO_API_BASE_URL to it, or set both Kommo keys", code="sandbox_only")
     return f"{api_base_url(settings, host)}/oauth2/access_token"
 
 

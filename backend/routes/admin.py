@@ -18,8 +18,9 @@ from backend import activity_hourly, jobs, overview, repository
 from backend.errors import BadRequest, MailsyncError, NotFound
 from backend.models import utcnow
 from backend.routes import activity_chart
-from backend.security import constant_time_equals
+from backend.security import secret_matches
 from backend.templating import TEMPLATES
+from backend.throttle import Throttled, caller, guards
 
 CSRF_PURPOSE = "admin-retry"
 CSRF_MAX_AGE = 3600
@@ -31,25 +32,46 @@ class AdminAuthRequired(MailsyncError):
 
 
 def _check_auth(request: Request) -> None:
+    """The operator password, with guessing slowed down (docs/SECURITY.md): 5 wrong passwords
+    from one address in a minute, or 50 from all, and /admin answers 429 until the minute is up.
+    Only requests that carry credentials count (a browser's first, bare request does not)."""
     password = request.app.state.resources.settings.admin_password
     if password is None:
         raise NotFound("Not Found")
-    header = request.headers.get("authorization", "")
+    limits = guards(request)
+    who = caller(request)
+    waited = max(limits.admin_failures_in_all.wait("all"), limits.admin_failures.wait(who))
+    if waited > 0:
+        raise Throttled("too many wrong passwords; try again in a minute", retry_after=waited)
+    header = request.headers.get("authorization")
+    if header is None:
+        raise AdminAuthRequired("the operator password is required")
     scheme, _, encoded = header.partition(" ")
     try:
         _, _, given = base64.b64decode(encoded, validate=True).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):
         given = ""
-    if scheme.lower() != "basic" or not constant_time_equals(given, password.reveal()):
+    # Both checks always run: the answer's timing does not tell which one failed.
+    right = secret_matches(given, password.reveal())
+    if scheme.lower() != "basic" or not right:
+        limits.admin_failures.add(who)
+        limits.admin_failures_in_all.add("all")
         raise AdminAuthRequired("the operator password is required")
+
+
+def _challenge(exc: MailsyncError) -> Response:
+    if isinstance(exc, Throttled):
+        return Response("Too many wrong passwords; try again in a minute.", status_code=429,
+                        headers={"Retry-After": str(exc.retry_after)})
+    return Response("Authentication required", status_code=401,
+                    headers={"WWW-Authenticate": 'Basic realm="mailsync admin"'})
 
 
 async def dashboard(request: Request) -> Response:
     try:
         _check_auth(request)
-    except AdminAuthRequired:
-        return Response("Authentication required", status_code=401,
-                        headers={"WWW-Authenticate": 'Basic realm="mailsync admin"'})
+    except (AdminAuthRequired, Throttled) as exc:
+        return _challenge(exc)
     resources, now = request.app.state.resources, utcnow()
     async with resources.sessions() as session:
         accounts = await repository.list_all_accounts(session)

@@ -10,11 +10,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from backend.errors import BadRequest, Forbidden, UpstreamError
+from backend.errors import BadRequest, Conflict, Forbidden, UpstreamError
 from backend.kommo import install, oauth
 from backend.kommo.types import as_int
 from backend.security import constant_time_equals
 from backend.templating import TEMPLATES
+from backend.throttle import Throttled, caller, guards
 
 log = logging.getLogger("mailsync.routes.oauth")
 
@@ -34,11 +35,31 @@ async def callback(request: Request) -> Response:
     code = params.get("code")
     if not code:
         raise BadRequest("the authorization code is missing", code="missing_code")
+    if code in guards(request).codes:
+        reason = "This authorization code has already been used."
+        return _page(request, "install_failed.html", {"reason": reason, "host": host}, 400)
+    _throttle_exchange(request, code)
     try:
         installed = await install.install(resources, host, code)
     except UpstreamError as exc:
+        if not oauth.is_grant_refusal(exc):
+            guards(request).codes.discard(code)  # Kommo never saw it: a reload may try again
         return _failed(request, host, exc)
     return _page(request, "install_success.html", {"installed": installed})
+
+
+def _throttle_exchange(request: Request, code: str) -> None:
+    """Per caller, then for the process (docs/SECURITY.md): a flood of callbacks costs Kommo a
+    handful of token requests, not one each. Only an exchange that goes ahead is counted."""
+    limits = guards(request)
+    who = caller(request)
+    waited = limits.exchanges.wait(who)
+    if waited > 0:
+        raise Throttled("too many authorizations from this address; try again in a minute",
+                        retry_after=waited)
+    limits.token_request()
+    limits.exchanges.add(who)
+    limits.codes.add(code)
 
 
 async def disconnect(request: Request) -> JSONResponse:
@@ -52,7 +73,16 @@ async def disconnect(request: Request) -> JSONResponse:
     account_id = as_int(raw_account_id)
     if account_id is None:
         raise BadRequest("account_id must be a number", code="invalid_account_id")
-    disconnected = await install.disconnect(resources, account_id)
+    # A replayed hook found our tokens good a moment ago: do not ask Kommo again for a while.
+    remembered = guards(request).still_authorized
+    if str(account_id) in remembered:
+        raise install.still_authorized()
+    try:
+        disconnected = await install.disconnect(resources, account_id,
+                                                before_asking=guards(request).token_request)
+    except Conflict:
+        remembered.add(str(account_id))
+        raise
     return JSONResponse({"account_id": account_id, "disconnected": disconnected})
 
 

@@ -10,6 +10,7 @@ from backend.app import create_app
 from backend.models import Activity, Backfill, Job, utcnow
 from backend.routes import activity_chart
 from backend.settings import Secret
+from backend.throttle import Guards
 from tests.conftest import make_settings
 from tests.test_usage import calls, vendor_client
 
@@ -43,6 +44,69 @@ async def test_admin_asks_for_the_password(admin, headers):
     response = await client.get("/admin", headers=headers)
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == 'Basic realm="mailsync admin"'
+
+
+class Clock:
+    def __init__(self):
+        self.now = 500.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+async def guarded(database_url, engine):
+    """The admin app with a frozen clock for its limits, and a client per caller address."""
+    app = create_app(make_settings(database_url, ADMIN_PASSWORD="operator-pass-123"), engine=engine)
+    clock = Clock()
+    app.state.guards = Guards(clock=clock)
+    clients = []
+
+    def at(ip):
+        clients.append(httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app, client=(ip, 5000)),
+                                          base_url="http://t"))
+        return clients[-1]
+
+    async with app.router.lifespan_context(app):
+        yield at, clock
+    for client in clients:
+        await client.aclose()
+
+
+async def test_five_wrong_passwords_lock_that_address_out_for_a_minute(guarded):
+    at, clock = guarded
+    attacker, operator = at("198.51.100.9"), at("192.0.2.10")
+    for _ in range(5):
+        assert (await attacker.get("/admin", headers=basic("guess"))).status_code == 401
+    locked = await attacker.get("/admin", headers=basic("operator-pass-123"))  # even the right one
+    assert (locked.status_code, locked.headers["retry-after"]) == (429, "60")
+    retry = await attacker.post("/admin/jobs/1/retry", headers=basic("operator-pass-123"))
+    assert (retry.status_code, retry.json()["error"]["code"]) == (429, "too_many_requests")
+    assert retry.headers["retry-after"] == "60"
+    assert (await operator.get("/admin", headers=basic("operator-pass-123"))).status_code == 200
+    clock.now += 60
+    assert (await attacker.get("/admin", headers=basic("operator-pass-123"))).status_code == 200
+
+
+async def test_a_bare_request_is_not_a_wrong_password(guarded):
+    at, _ = guarded
+    browser = at("192.0.2.10")
+    for _ in range(10):  # a browser asks without credentials first
+        assert (await browser.get("/admin")).status_code == 401
+    assert (await browser.get("/admin", headers=basic("operator-pass-123"))).status_code == 200
+
+
+async def test_fifty_wrong_passwords_from_many_addresses_stop_all_guessing_for_a_minute(guarded):
+    at, clock = guarded
+    for n in range(10):
+        bot = at(f"203.0.113.{n + 1}")
+        for _ in range(5):
+            assert (await bot.get("/admin", headers=basic(f"guess-{n}"))).status_code == 401
+    fresh = at("203.0.113.200")
+    assert (await fresh.get("/admin", headers=basic("guess"))).status_code == 429
+    assert (await fresh.get("/admin", headers=basic("operator-pass-123"))).status_code == 429
+    clock.now += 60
+    assert (await fresh.get("/admin", headers=basic("operator-pass-123"))).status_code == 200
 
 
 async def test_dashboard_lists_accounts_and_dead_letters_then_retries(admin):

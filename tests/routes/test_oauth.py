@@ -195,10 +195,13 @@ async def test_disconnect_erases_secrets_and_stops_jobs(web, kommo, kommo_resour
             hook_key="esp-key"))
         await jobs.enqueue(session, [jobs.JobSpec(ACME, "reconcile_lead", "lead:7", {"lead_id": 7})])
     outbound.requests.clear()
+    kommo.store.revoke(ACME)  # the admin disabled mailsync in Kommo
     answer = await web.get("/oauth/kommo/disconnect", params=disconnect_params(ACME),
                            headers={"User-Agent": "amoService-oAuth-Code-Sender/1.0"})
     assert (answer.status_code, answer.json()) == (200, {"account_id": ACME, "disconnected": True})
-    assert outbound.requests == []  # Kommo already revoked the tokens: nothing to tell it
+    # One refresh, refused: Kommo really revoked us (a replayed hook would find it accepted).
+    assert outbound.paths() == ["POST /oauth2/access_token"]
+    assert outbound.requests[0].content.count(b"grant_type=refresh_token") == 1
     assert (await account_row(kommo_resources)).status == AccountStatus.DISCONNECTED
     assert await stored_tokens(kommo_resources) is None
     async with kommo_resources.sessions() as session:
@@ -215,10 +218,12 @@ async def test_disconnect_erases_secrets_and_stops_jobs(web, kommo, kommo_resour
     {"client_uuid": "another-integration"},
     {"account_id": str(BETA)},  # a signature for another account
 ])
-async def test_a_bad_disconnect_signature_is_refused(web, kommo, kommo_resources, change):
+async def test_a_bad_disconnect_signature_is_refused(web, kommo, kommo_resources, outbound, change):
     await install(web, kommo)
+    outbound.requests.clear()
     answer = await web.get("/oauth/kommo/disconnect", params={**disconnect_params(ACME), **change})
     assert (answer.status_code, answer.json()["error"]["code"]) == (403, "bad_signature")
+    assert outbound.requests == []
     assert (await account_row(kommo_resources)).status == AccountStatus.ACTIVE
     assert await stored_tokens(kommo_resources) is not None
 
@@ -228,6 +233,60 @@ async def test_a_signature_made_with_another_secret_is_refused(web):
     assert answer.status_code == 403
 
 
+async def test_a_replayed_disconnect_erases_nothing_while_kommo_still_accepts_us(
+        web, kommo, kommo_resources, outbound):
+    """The signature covers only client id and account id: anyone who saw the URL once can
+    replay it. Kommo still honouring our refresh token proves the hook did not come from it."""
+    await install(web, kommo)
+    async with kommo_resources.sessions() as session, session.begin():
+        await repository.save_esp_connection(session, EspConnection(
+            account_id=ACME, kind="mailchimp", api_key_enc=kommo_resources.vault.encrypt("key-us21"),
+            hook_key="esp-key"))
+    before = await stored_tokens(kommo_resources)
+    outbound.requests.clear()
+    answer = await web.get("/oauth/kommo/disconnect", params=disconnect_params(ACME))
+    assert answer.status_code == 409
+    assert answer.json()["error"]["code"] == "still_authorized"
+    assert outbound.paths() == ["POST /oauth2/access_token"]  # the one check, accepted
+    account = await account_row(kommo_resources)
+    assert (account.status, account.kommo_webhook_registered) == (AccountStatus.ACTIVE, True)
+    after = await stored_tokens(kommo_resources)
+    assert after is not None and after.refresh_token != before.refresh_token  # the new pair is kept
+    async with kommo_resources.sessions() as session:
+        esp = await repository.get_esp_connection(session, ACME)
+    assert kommo_resources.vault.decrypt(esp.api_key_enc) == "key-us21"
+    # Replayed again at once: the same answer, and Kommo is not asked again.
+    again = await web.get("/oauth/kommo/disconnect", params=disconnect_params(ACME))
+    assert (again.status_code, again.json()["error"]["code"]) == (409, "still_authorized")
+    assert len(outbound.requests) == 1
+
+
+async def test_a_disconnect_kommo_cannot_confirm_erases_nothing(web, kommo, kommo_resources,
+                                                                monkeypatch):
+    await install(web, kommo)
+
+    def down(form):
+        raise KommoProblem(503, "maintenance")
+
+    monkeypatch.setattr(kommo.store, "token", down)
+    answer = await web.get("/oauth/kommo/disconnect", params=disconnect_params(ACME))
+    assert (answer.status_code, answer.json()["error"]["code"]) == (503, "disconnect_unconfirmed")
+    assert (await account_row(kommo_resources)).status == AccountStatus.ACTIVE
+    assert await stored_tokens(kommo_resources) is not None
+
+
+async def test_an_account_kommo_already_refused_is_erased_without_asking_again(
+        web, kommo, kommo_resources, outbound):
+    await install(web, kommo)
+    async with kommo_resources.sessions() as session, session.begin():
+        await repository.set_account_status(session, ACME, AccountStatus.NEEDS_REAUTH)
+    outbound.requests.clear()
+    answer = await web.get("/oauth/kommo/disconnect", params=disconnect_params(ACME))
+    assert (answer.status_code, answer.json()) == (200, {"account_id": ACME, "disconnected": True})
+    assert outbound.requests == []
+    assert await stored_tokens(kommo_resources) is None
+
+
 async def test_disconnecting_an_unknown_account_is_a_no_op(web):
     answer = await web.get("/oauth/kommo/disconnect", params=disconnect_params(55555))
     assert (answer.status_code, answer.json()) == (200, {"account_id": 55555, "disconnected": False})
@@ -235,7 +294,10 @@ async def test_disconnecting_an_unknown_account_is_a_no_op(web):
 
 async def test_an_account_reinstalls_after_a_disconnect(web, kommo, kommo_resources, kommo_settings):
     await install(web, kommo)
-    await web.get("/oauth/kommo/disconnect", params=disconnect_params(ACME))
+    kommo.store.revoke(ACME)
+    assert (await web.get("/oauth/kommo/disconnect", params=disconnect_params(ACME))).json() == {
+        "account_id": ACME, "disconnected": True}
+    kommo.store.account(ACME).revoked = False  # the admin enables mailsync again
     token = widget_token(kommo_settings)
     seen = await web.get("/api/widget/account", headers={"X-Auth-Token": token})
     assert seen.json()["status"] == "disconnected"

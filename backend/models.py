@@ -310,3 +310,40 @@ class ActivityHourly(SQLModel, table=True):
     hour: datetime = Field(primary_key=True, sa_type=UTCDateTime)
     outcome: str = Field(primary_key=True, max_length=10)
     count: int = 0
+
+
+class KommoCatchup(SQLModel, table=True):
+    """Where an account's sweep of Kommo's event log stands (`sync/catchup.py`): the next sweep is
+    due at `next_at` (claimed by moving it on); every event up to `cursor_at` was read; a window
+    being read page by page runs to `window_to`. `seen` holds the ids (→ created_at) of the events
+    read in the last `OVERLAP` seconds of the window, so the next window, which starts that much
+    earlier, acts on none of them twice."""
+
+    __tablename__ = "kommo_catchup"
+    __table_args__ = (sa.Index("ix_kommo_catchup_next_at", "next_at"),)
+
+    account_id: int = Field(primary_key=True, foreign_key="account.id", ondelete="CASCADE",
+                            sa_column_kwargs={"autoincrement": False})
+    next_at: datetime = _ts(nullable=False)
+    cursor_at: datetime = _ts(nullable=False)
+    window_to: datetime | None = _ts()
+    next_page: int = 1
+    seen: dict = _json()
+    email_field_id: int | None = None  # the contacts' EMAIL field; 0: its change events are refused
+    webhook_missing_since: datetime | None = _ts()  # last failed attempt to subscribe it again
+    last_run_at: datetime | None = _ts()
+    enqueued_total: int = 0  # reconcile jobs the sweeps enqueued, for the operator
+
+
+class HookAnswer(SQLModel, table=True):
+    """Our answers to Kommo's webhook deliveries per account and 10-minute bucket
+    (`hook_answers.py`): Kommo disables a webhook after more than 100 bad answers in 2 hours."""
+
+    __tablename__ = "hook_answer"
+    __table_args__ = (sa.Index("ix_hook_answer_bucket", "bucket"),)
+
+    account_id: int = Field(primary_key=True, foreign_key="account.id", ondelete="CASCADE",
+                            sa_column_kwargs={"autoincrement": False})
+    bucket: datetime = Field(primary_key=True, sa_type=UTCDateTime)
+    ok: int = 0
+    bad: int = 0

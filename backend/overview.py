@@ -12,7 +12,7 @@ from sqlalchemy import func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend import circuit, usage
+from backend import circuit, hook_answers, usage
 from backend.activity_hourly import truncate_hour
 from backend.models import Backfill
 
@@ -24,6 +24,9 @@ class AccountOverview:
     previous_hour: dict[str, usage.Usage]
     backfill: Backfill | None
     paused: dict[str, Paused] = field(default_factory=dict)  # by vendor (service name)
+    # Our answers to Kommo's webhooks in the last 2 hours, (good, bad): Kommo disables the webhook
+    # past 100 bad ones (`hook_answers.py`).
+    kommo_answers: tuple[int, int] = (0, 0)
 
 
 @dataclass(frozen=True)
@@ -40,8 +43,10 @@ async def load(
     previous_hour = await usage.by_account(session, account_ids, hour - timedelta(hours=1))
     backfills = await _latest_backfills(session, account_ids)
     holds = await circuit.in_force(session, now.timestamp())
+    answers = await hook_answers.answers_last_2h(session, list(account_ids), now)
     return {account_id: AccountOverview(hour, this_hour[account_id], previous_hour[account_id],
-                                        backfills.get(account_id), _paused(holds.get(account_id, [])))
+                                        backfills.get(account_id), _paused(holds.get(account_id, [])),
+                                        answers.get(account_id, (0, 0)))
             for account_id in account_ids}
 
 

@@ -11,10 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, update
+from sqlalchemy import delete, exists, func, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from backend.db import insert_for
 from backend.models import (
     ENCRYPTED_COLUMNS,
     Account,
@@ -25,6 +26,7 @@ from backend.models import (
     EspConnection,
     Job,
     JobState,
+    KommoCatchup,
     KommoToken,
     MappingRule,
     NoteReceipt,
@@ -275,6 +277,19 @@ async def find_contact_states_by_email(
     return (await session.exec(query)).all()
 
 
+async def contact_states_deciding(
+    session: AsyncSession, account_id: int, lead_ids: Sequence[int]
+) -> dict[int, list[ContactState]]:
+    """Lead id → the contact states whose segment that lead decides (what its last reconcile
+    wrote); leads deciding nobody are absent."""
+    query = select(ContactState).where(ContactState.account_id == account_id,
+                                       col(ContactState.lead_id).in_(list(lead_ids)))
+    found: dict[int, list[ContactState]] = {}
+    for state in (await session.exec(query)).all():
+        found.setdefault(state.lead_id, []).append(state)  # type: ignore[arg-type]
+    return found
+
+
 async def find_contact_states_by_lead(
     session: AsyncSession, account_id: int, lead_id: int
 ) -> Sequence[ContactState]:
@@ -315,6 +330,52 @@ async def cancel_account_jobs(session: AsyncSession, account_id: int, reason: st
         update(Job).where(col(Job.account_id) == account_id, col(Job.state) == JobState.PENDING)
         .values(state=JobState.DONE, last_error=reason, finished_at=utcnow()))
     return result.rowcount
+
+
+# --- catch-up from Kommo's event log ------------------------------------------------------
+
+
+async def get_kommo_catchup(session: AsyncSession, account_id: int) -> KommoCatchup | None:
+    return await session.get(KommoCatchup, account_id)
+
+
+async def save_kommo_catchup(session: AsyncSession, catchup: KommoCatchup) -> None:
+    """Insert or update; the row may come from another (closed) session."""
+    await session.merge(catchup)
+    await session.flush()
+
+
+async def accounts_without_catchup(session: AsyncSession) -> Sequence[int]:
+    """Unscoped by design: the active accounts whose catch-up the worker has not scheduled yet."""
+    scheduled = exists().where(KommoCatchup.account_id == Account.id)
+    query = (select(Account.id).where(Account.status == AccountStatus.ACTIVE, ~scheduled)
+             .order_by(col(Account.id)))
+    return (await session.exec(query)).all()
+
+
+async def add_kommo_catchups(session: AsyncSession, rows: Sequence[KommoCatchup]) -> None:
+    """New cursors; one another process added meanwhile wins (no error)."""
+    if not rows:
+        return
+    statement = insert_for(session)(KommoCatchup.__table__).on_conflict_do_nothing(
+        index_elements=["account_id"])
+    connection = await session.connection()
+    await connection.execute(statement, [
+        {"account_id": r.account_id, "next_at": r.next_at, "cursor_at": r.cursor_at, "window_to": None,
+         "next_page": 1, "seen": {}, "email_field_id": None, "webhook_missing_since": None,
+         "last_run_at": None, "enqueued_total": 0} for r in rows])
+
+
+async def claim_due_catchups(session: AsyncSession, now: datetime, next_at: datetime) -> list[int]:
+    """Unscoped by design: the active accounts whose sweep is due, each moved on to `next_at` in
+    the same statement, so of two processes claiming at once only one gets each account."""
+    active = select(Account.id).where(Account.status == AccountStatus.ACTIVE)
+    result = await session.exec(
+        update(KommoCatchup)
+        .where(col(KommoCatchup.next_at) <= now, col(KommoCatchup.account_id).in_(active))
+        .values(next_at=next_at).returning(KommoCatchup.account_id)
+        .execution_options(synchronize_session=False))
+    return sorted(row[0] for row in result.all())
 
 
 # --- stats ----------------------------------------------------------------------------------

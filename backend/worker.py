@@ -35,6 +35,7 @@ from backend.jobs import ClaimedJob
 from backend.kommo.tokens import keep_alive_refresh
 from backend.models import JobState, utcnow
 from backend.providers import registry
+from backend.sync import catchup
 
 if TYPE_CHECKING:
     from backend.resources import Resources
@@ -134,10 +135,20 @@ class Worker:
                 log.warning("put back %d jobs whose worker stopped mid-job", released)
         except Exception:
             log.exception("queue maintenance failed")
+        await self._schedule_catchups()
         if now - self._last_keep_alive >= KEEP_ALIVE_INTERVAL:
             self._last_keep_alive = now
             await self._keep_tokens_alive()
             await self._purge()
+
+    async def _schedule_catchups(self) -> None:
+        """Enqueue the due sweeps of Kommo's event log (`sync/catchup.py`), when this worker runs them."""
+        if catchup.KIND not in self.handlers:
+            return
+        try:
+            await catchup.run_due_catchups(self.resources, utcnow())
+        except Exception:
+            log.exception("scheduling the Kommo catch-up sweeps failed")
 
     async def _purge(self) -> None:
         """Daily retention, so the queue and inbox tables do not grow without bound."""

@@ -37,7 +37,7 @@ def cli_env(database_url):
 def test_migrate_twice_then_accounts(cli_env, tmp_path):
     first = run(["migrate"], cli_env, tmp_path)
     assert first.returncode == 0, first.stderr
-    assert "database at revision 0005" in first.stdout
+    assert "database at revision 0006" in first.stdout
     assert run(["migrate"], cli_env, tmp_path).returncode == 0
     accounts = run(["accounts"], cli_env, tmp_path)
     assert accounts.returncode == 0
@@ -74,8 +74,9 @@ def test_worker_stops_cleanly_on_sigterm(cli_env, tmp_path):
                           cwd=tmp_path, stderr=subprocess.PIPE, text=True) as proc:
         try:
             line = proc.stderr.readline()
-            assert re.fullmatch(r"worker \S+ started \(concurrency 8; kinds: backfill_page, esp_event, "
-                                r"reconcile_contact, reconcile_lead\)", json.loads(line)["msg"])
+            assert re.fullmatch(r"worker \S+ started \(concurrency 8; kinds: backfill_page, esp_batch, "
+                                r"esp_event, kommo_catchup, reconcile_contact, reconcile_lead\)",
+                                json.loads(line)["msg"])
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=20) == 0
         finally:

@@ -8,7 +8,7 @@ from backend import db, migrations
 TABLES = {"account", "kommo_token", "esp_connection", "mapping_rule", "account_options",
           "contact_state", "inbox_event", "job", "activity", "rate_bucket", "queue_turn",
           "note_receipt", "concurrency_slot", "backfill", "vendor_usage", "activity_hourly",
-          "alembic_version"}
+          "kommo_catchup", "hook_answer", "alembic_version"}
 
 
 async def test_upgrade_creates_every_table_and_is_idempotent(database_url):
@@ -18,7 +18,7 @@ async def test_upgrade_creates_every_table_and_is_idempotent(database_url):
         await migrations.upgrade(engine)
         await migrations.upgrade(engine)  # running twice is harmless
         current, head = await migrations.current_and_head(engine)
-        assert current == head == "0005"
+        assert current == head == "0006"
         async with engine.connect() as conn:
             names = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
         assert names >= TABLES

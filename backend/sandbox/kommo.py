@@ -5,15 +5,16 @@ problem+json errors, and form-encoded webhooks like the real ones (tests/fixture
 One instance hosts any number of accounts; API calls pick theirs from the bearer token. Tests drive
 it from Python (`KommoSandbox.store`, `change_stage`, `fire`); `/_sandbox/*` does the same over HTTP
 for a sandbox served with uvicorn. `requests` logs every token and API call, for tests to count.
+Every change is also written to the event log (`GET /api/v4/events`), and `delivery` can drop
+webhook deliveries the way Kommo sometimes does, so the catch-up from that log can be tested.
 """
 
 from __future__ import annotations
 
 import collections
 import inspect
-import json
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,11 +22,17 @@ import httpx2
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
+from backend.sandbox import kommo_events
 from backend.sandbox import kommo_render as render
-from backend.sandbox.kommo_store import Account, KommoProblem, KommoStore
+from backend.sandbox.kommo_controls import answer as _json
+from backend.sandbox.kommo_controls import control_routes
+from backend.sandbox.kommo_controls import problem_answer as _problem
+from backend.sandbox.kommo_controls import read_body as _body
+from backend.sandbox.kommo_delivery import DeliveryPolicy
+from backend.sandbox.kommo_store import EMAIL_FIELD, USER_ID, Account, KommoProblem, KommoStore
 
 RATE_LIMIT = 7  # requests per second per account
 
@@ -45,7 +52,8 @@ class LoggedRequest:
 class Delivery:
     url: str
     body: str
-    status: int | None  # None: the receiver could not be reached
+    status: int | None  # None: the receiver could not be reached, or the delivery was dropped
+    dropped: bool = False  # lost on Kommo's side: never sent, never resent
 
 
 Handler = Callable[[Request, Account], Any]
@@ -60,6 +68,8 @@ class KommoSandbox:
         self.rate_limit = rate_limit
         self.requests: list[LoggedRequest] = []
         self.deliveries: list[Delivery] = []
+        self._resent: set[int] = set()  # indexes into `deliveries` already sent again
+        self.delivery = DeliveryPolicy(self.store.clock)
         self._recent: dict[int, collections.deque[float]] = collections.defaultdict(collections.deque)
         self.app = Starlette(routes=self._routes(), exception_handlers={HTTPException: _http_problem})
         self.app.state.sandbox = self
@@ -91,15 +101,50 @@ class KommoSandbox:
                 else render.contact_hook(self.store, contact))
         return await self.fire(account_id, "contacts", action, [item], url=url)
 
+    async def delete_lead(self, account_id: int, lead_id: int, *, url: str | None = None) -> list[Delivery]:
+        lead = kommo_events.delete_lead(self.store, account_id, lead_id)
+        return await self.fire(account_id, "leads", "delete", [render.lead_deleted_hook(lead)], url=url)
+
+    async def change_emails(self, account_id: int, contact_id: int, emails: list[str | tuple[str, str]],
+                            *, url: str | None = None) -> list[Delivery]:
+        typed = [(e, "WORK") if isinstance(e, str) else (e[0], e[1]) for e in emails]
+        kommo_events.set_emails(self.store, account_id, contact_id, typed, EMAIL_FIELD)
+        return await self.fire_contact(account_id, contact_id, "update", url=url)
+
+    async def link_contact(self, account_id: int, lead_id: int, contact_id: int, *, linked: bool = True,
+                           url: str | None = None) -> list[Delivery]:
+        """Link (or unlink) a contact and a lead; Kommo reports it as an edit of the lead."""
+        kommo_events.link(self.store, account_id, lead_id, contact_id, linked=linked)
+        return await self.fire_lead(account_id, lead_id, "update", url=url)
+
     async def fire(self, account_id: int, entity: str, action: str, items: list[dict[str, Any]], *,
                    url: str | None = None) -> list[Delivery]:
-        """POST one form-encoded body to `url`, or to every enabled webhook subscribed to it."""
+        """POST one form-encoded body to `url`, or to every enabled webhook subscribed to it.
+        A delivery `delivery` drops is never sent (nor resent)."""
         account = self.store.account(account_id)
         body = render.webhook_body(account, entity, action, items)
         setting = render.setting_name(entity, action, items)
-        urls = [url] if url else [hook["destination"] for hook in account.webhooks.values()
-                                  if setting in hook["settings"] and not hook["disabled"]]
-        sent = [await self._deliver(target, body) for target in urls]
+        targets = [(url, None)] if url else [(hook["destination"], hook) for hook in account.webhooks.values()
+                                             if setting in hook["settings"] and not hook["disabled"]]
+        sent: list[Delivery] = []
+        for target, hook in targets:
+            if self.delivery.should_drop():
+                sent.append(Delivery(target, body, None, dropped=True))
+                continue
+            sent.append(await self._deliver(target, body))
+            if hook is not None:
+                self.delivery.answered(hook, sent[-1].status)
+        self.deliveries += sent
+        return sent
+
+    async def redeliver(self) -> list[Delivery]:
+        """Kommo's retry: every delivery the receiver did not acknowledge (no answer, or not 2xx)
+        is sent once more with the same body; a retry that fails is retried by the next call.
+        Dropped deliveries stay lost: Kommo never sent them."""
+        due = [n for n, d in enumerate(self.deliveries) if n not in self._resent and not d.dropped
+               and not (d.status is not None and 200 <= d.status < 300)]
+        self._resent.update(due)
+        sent = [await self._deliver(self.deliveries[n].url, self.deliveries[n].body) for n in due]
         self.deliveries += sent
         return sent
 
@@ -128,9 +173,10 @@ class KommoSandbox:
             Route("/api/v4/contacts", api(self._contacts), methods=["GET"]),
             Route("/api/v4/contacts/{id:int}", api(self._contact), methods=["GET", "PATCH"]),
             Route("/api/v4/companies", api(self._companies), methods=["GET"]),
-            Route("/api/v4/{entity}/notes", api(self._add_notes), methods=["POST"]),
+            Route("/api/v4/{entity}/notes", api(self._notes), methods=["GET", "POST"]),
             Route("/api/v4/{entity}/custom_fields", api(self._custom_fields), methods=["GET", "POST"]),
             Route("/api/v4/webhooks", api(self._webhooks), methods=["GET", "POST", "DELETE"]),
+            Route("/api/v4/events", api(self._events), methods=["GET"]),
             *control_routes(),
         ]
 
@@ -193,14 +239,24 @@ class KommoSandbox:
     async def _companies(self, request: Request, account: Account) -> Any:
         return render.companies_list(self.store, account, request.query_params.multi_items())
 
-    async def _add_notes(self, request: Request, account: Account) -> Any:
-        return render.add_notes(self.store, account, request.path_params["entity"], await _body(request))
+    async def _notes(self, request: Request, account: Account) -> Any:
+        entity = request.path_params["entity"]
+        if request.method == "GET":
+            return render.notes_list(account, entity, request.query_params.multi_items())
+        return render.add_notes(self.store, account, entity, await _body(request))
 
     async def _custom_fields(self, request: Request, account: Account) -> Any:
         entity = request.path_params["entity"]
         if request.method == "POST":
             return render.add_custom_fields(self.store, account, entity, await _body(request))
         return render.custom_fields_list(account, entity, request.query_params)
+
+    async def _events(self, request: Request, account: Account) -> Any:
+        try:
+            return kommo_events.events_list(self.store.events, account.id, account.host,
+                                            request.query_params.multi_items(), created_by=USER_ID)
+        except kommo_events.BadFilter as exc:
+            raise KommoProblem(400, str(exc)) from None
 
     async def _webhooks(self, request: Request, account: Account) -> Any:
         if request.method == "GET":
@@ -219,82 +275,11 @@ def create_kommo_sandbox(store: KommoStore | None = None, *,
     return KommoSandbox(store, webhook_client=webhook_client, rate_limit=rate_limit).app
 
 
-def control_routes() -> Iterable[Route]:
-    """Test-only controls for a sandbox served over HTTP; not part of Kommo's API."""
-    return [Route(path, _controlled(handler), methods=[method]) for method, path, handler in (
-        ("POST", "/_sandbox/accounts", _add_account),
-        ("POST", "/_sandbox/accounts/{id:int}/authorize", _authorize),
-        ("POST", "/_sandbox/accounts/{id:int}/contacts", _add_contact),
-        ("POST", "/_sandbox/accounts/{id:int}/leads", _add_lead),
-        ("POST", "/_sandbox/accounts/{id:int}/leads/{lead_id:int}/stage", _change_stage),
-        ("GET", "/_sandbox/requests", _request_log))]
-
-
-async def _add_account(request: Request) -> Response:
-    spec = await _body(request) or {}
-    account = request.app.state.sandbox.store.add_account(
-        int(spec.get("id", 29085424)), spec.get("subdomain", "acme"), spec.get("name", ""))
-    return _json(render.account_json(request, account) | {"host": account.host})
-
-
-async def _authorize(request: Request) -> Response:
-    store = request.app.state.sandbox.store
-    account = store.account(request.path_params["id"])
-    return _json({"code": store.authorize(account.id), "referer": account.host})
-
-
-async def _add_contact(request: Request) -> Response:
-    spec, store = await _body(request) or {}, request.app.state.sandbox.store
-    contact = store.add_contact(request.path_params["id"], str(spec.get("name", "")),
-                                emails=spec.get("emails", []), phones=spec.get("phones", []))
-    return _json(render.contact_json(store, contact, with_leads=False))
-
-
-async def _add_lead(request: Request) -> Response:
-    spec, store = await _body(request) or {}, request.app.state.sandbox.store
-    lead = store.add_lead(request.path_params["id"], str(spec.get("name", "")),
-                          status_id=spec.get("status_id"), contacts=spec.get("contacts", []),
-                          **({"pipeline_id": spec["pipeline_id"]} if "pipeline_id" in spec else {}))
-    return _json(render.lead_json(store, lead, with_contacts=True))
-
-
-async def _change_stage(request: Request) -> Response:
-    spec = await _body(request) or {}
-    sent = await request.app.state.sandbox.change_stage(
-        request.path_params["id"], request.path_params["lead_id"], int(spec["status_id"]),
-        spec.get("pipeline_id"))
-    return _json({"deliveries": [{"url": d.url, "status": d.status} for d in sent]})
-
-
-async def _request_log(request: Request) -> Response:
-    return _json([r.__dict__ for r in request.app.state.sandbox.requests])
-
-
-def _controlled(handler: Endpoint) -> Endpoint:
-    async def endpoint(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except KommoProblem as problem:
-            return _problem(problem)
-
-    return endpoint
-
-
 def _bearer(request: Request) -> str:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise KommoProblem(401, "Invalid user name or password")
     return token.strip()
-
-
-async def _body(request: Request) -> Any:
-    raw = await request.body()
-    if not raw:
-        return None
-    try:
-        return json.loads(raw)
-    except ValueError:
-        raise KommoProblem(400, "the request body is not JSON") from None
 
 
 async def _form_or_json(request: Request) -> dict[str, str]:
@@ -303,16 +288,6 @@ async def _form_or_json(request: Request) -> dict[str, str]:
         body = await _body(request)
         return {k: str(v) for k, v in body.items()} if isinstance(body, dict) else {}
     return {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
-
-
-def _json(body: Any, status: int = 200) -> Response:
-    if body is None:
-        return Response(status_code=204)
-    return JSONResponse(body, status_code=status, media_type="application/hal+json")
-
-
-def _problem(problem: KommoProblem) -> Response:
-    return JSONResponse(problem.body(), status_code=problem.status, media_type="application/problem+json")
 
 
 async def _http_problem(request: Request, exc: Exception) -> Response:

@@ -207,6 +207,15 @@ def add_notes(store: KommoStore, account: Account, entity: str, body: Any) -> di
     return {"_total_items": len(created), "_embedded": {"notes": created}}
 
 
+def notes_list(account: Account, entity: str, query: list[tuple[str, str]]) -> dict[str, Any] | None:
+    """`filter[entity_id][]` and `filter[note_type][]`, as Kommo filters notes."""
+    ids = {int(v) for k, v in query if k.startswith("filter[entity_id]") and v.isdigit()}
+    kinds = {v for k, v in query if k.startswith("filter[note_type]")}
+    found = [n for n in account.notes if n["entity_type"] == entity
+             and (not ids or n["entity_id"] in ids) and (not kinds or n["note_type"] in kinds)]
+    return _paged(account, f"/api/v4/{entity}/notes", "notes", found, dict(query))
+
+
 def custom_fields_list(account: Account, entity: str, params: QueryParams) -> dict[str, Any] | None:
     fields = [field | {"entity_type": entity} for field in account.custom_fields.get(entity, [])]
     return _paged(account, f"/api/v4/{entity}/custom_fields", "custom_fields", fields, dict(params))

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from backend.sandbox import kommo_events
 from backend.settings import SANDBOX_CLIENT_ID, SANDBOX_CLIENT_SECRET
 
 USER_ID = 8107561
@@ -139,6 +140,7 @@ class KommoStore:
         self._access: dict[str, _Grant] = {}
         self._refresh: dict[str, int] = {}  # live refresh token → account
         self._ids = itertools.count(24870000)
+        self.events = kommo_events.EventLog(lambda: self.clock())
 
     def now(self) -> int:
         return int(self.clock())
@@ -242,6 +244,7 @@ class KommoStore:
                           created_at=now, updated_at=now, emails=_typed(emails), phones=_typed(phones),
                           kind=kind, company_id=company_id)
         self.account(account_id).contacts[contact.id] = contact
+        self.events.record(account_id, f"{kind}_added", kind, contact.id, after=self.events.note_value())
         return contact
 
     def add_lead(self, account_id: int, name: str = "", *, pipeline_id: int = PIPELINE_ID,
@@ -256,6 +259,7 @@ class KommoStore:
                     price=price, contacts=[(cid, n == 0) for n, cid in enumerate(contacts)],
                     fields=dict(fields or {}))
         account.leads[lead.id] = lead
+        self.events.record(account_id, "lead_added", "lead", lead.id, after=self.events.note_value())
         return lead
 
     def move_lead(self, account_id: int, lead_id: int, status_id: int,
@@ -263,8 +267,11 @@ class KommoStore:
         lead = self.lead(account_id, lead_id)
         pipeline_id = pipeline_id or lead.pipeline_id
         self.account(account_id).stage(pipeline_id, status_id)
+        before = kommo_events.status_value(lead.pipeline_id, lead.status_id)
         lead.old_status_id, lead.status_id, lead.pipeline_id = lead.status_id, status_id, pipeline_id
         lead.updated_at = self.now()
+        self.events.record(account_id, "lead_status_changed", "lead", lead.id,
+                           after=kommo_events.status_value(pipeline_id, status_id), before=before)
         return lead
 
     def lead(self, account_id: int, lead_id: int) -> Lead:

@@ -13,7 +13,7 @@ async def test_healthz(client):
 async def test_readyz_when_migrated(client):
     response = await client.get("/readyz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ready", "database": "ok", "migration": "0005"}
+    assert response.json() == {"status": "ready", "database": "ok", "migration": "0006"}
 
 
 async def test_readyz_refuses_an_unmigrated_database(database_url):

@@ -7,12 +7,17 @@ the event loop matters: SQLite allows one writer, and a transaction per request 
 whose every database round trip waits its turn behind request handlers on the loop — caps
 ingest far below what the web layer serves (measured on this kind of machine). A delivery whose dedupe key was
 seen before inserts nothing and enqueues nothing.
+
+A row keeps what the route made of the delivery (`compact_body`: the events it acts on), never
+the raw body: a body padded to the size limit around one real event would otherwise be kept for
+30 days. Every stored body is capped at `MAX_BODY_CHARS`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import queue
 import threading
@@ -30,6 +35,7 @@ log = logging.getLogger("mailsync.inbox")
 MAX_BATCH = 500
 CHECKPOINT_EVERY = 200  # commits between write-ahead-log checkpoints (SQLite)
 LINGER = 0.0002  # seconds the writer waits for more deliveries once the first has arrived
+MAX_BODY_CHARS = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,23 @@ class Delivery:
     dedupe_key: str
     body: str
     jobs: tuple[JobSpec, ...]
+
+
+def compact_body(events: list, limit: int = MAX_BODY_CHARS) -> str:
+    """`{"events": [...]}` in compact JSON; past `limit` characters the first events that fit,
+    and `"omitted"`: how many were left out."""
+    whole = json.dumps({"events": events}, separators=(",", ":"))
+    if len(whole) <= limit:
+        return whole
+    kept: list[str] = []
+    size = 40  # the wrapper and the count
+    for event in events:
+        text = json.dumps(event, separators=(",", ":"))
+        size += len(text) + 1
+        if size > limit:
+            break
+        kept.append(text)
+    return f'{{"events":[{",".join(kept)}],"omitted":{len(events) - len(kept)}}}'
 
 
 _Item = tuple[Delivery, asyncio.Future, asyncio.AbstractEventLoop]
@@ -182,7 +205,8 @@ def store_sync(connection: Connection, deliveries: list[Delivery]) -> set[str]:
                  .on_conflict_do_nothing(index_elements=["dedupe_key"])
                  .returning(InboxEvent.__table__.c.dedupe_key))
     rows = [{"source": d.source, "account_id": d.account_id, "dedupe_key": d.dedupe_key,
-             "body": d.body, "received_at": now, "handled_at": None} for d in unique]
+             "body": d.body[:MAX_BODY_CHARS], "received_at": now, "handled_at": None}
+            for d in unique]
     new_keys = set(connection.execute(statement, rows).scalars())
     # PostgreSQL refuses to update one row twice in a statement: last spec per key wins.
     specs = {spec.coalesce_key: spec for d in unique if d.dedupe_key in new_keys for spec in d.jobs}

@@ -3,6 +3,8 @@
 Kommo's documented wire format: `{entity}[{action}][{n}][field]=value`, every value a string,
 several items per body, an `account[...]` block. Company events arrive under `contacts` with
 `type=company`. Event keys we do not subscribe to are listed in `ignored_keys`, never guessed at.
+Ids and timestamps must be whole numbers of at most 18 digits, ids above zero: anything else
+(a minus sign, Arabic-Indic digits, letters) is a 400, never an id we would ask Kommo about.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 from backend.errors import MalformedBody
 from backend.formdata import parse_form
 
-_WHOLE_NUMBER = re.compile(r"-?[0-9]{1,18}")
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,18}")
 
 # Wire keys of the subscriptions made at install (docs/ARCHITECTURE.md §3).
 SUBSCRIBED: dict[str, frozenset[str]] = {
@@ -35,6 +37,13 @@ class KommoEvent:
     status_id: int | None
     old_status_id: int | None
     data: dict  # the raw item, values as strings
+
+    def summary(self) -> dict[str, Any]:
+        """What the event says, without the raw item: what the inbox keeps of a delivery."""
+        fields = {"entity": self.entity, "action": self.action, "id": self.id,
+                  "last_modified": self.last_modified, "pipeline_id": self.pipeline_id,
+                  "status_id": self.status_id, "old_status_id": self.old_status_id}
+        return {name: value for name, value in fields.items() if value is not None}
 
 
 @dataclass(frozen=True)
@@ -76,8 +85,8 @@ def _items(entity: str, action: str, items: Any) -> list[dict]:
 def _event(key: str, action: str, item: dict) -> KommoEvent:
     entity = "lead" if key == "leads" else ("company" if item.get("type") == "company" else "contact")
     item_id = _int(item.get("id"), f"{key}[{action}][id]")
-    if item_id is None:
-        raise MalformedBody(f"{key}[{action}] item without an id")
+    if not item_id:
+        raise MalformedBody(f"{key}[{action}] item without an id above zero")
     last_modified = _int(item.get("last_modified"), "last_modified")
     if last_modified is None:
         last_modified = _int(item.get("updated_at"), "updated_at")
@@ -102,6 +111,8 @@ def _account_id(account: dict, events: list[KommoEvent]) -> int:
         if len(ids) != 1:
             raise MalformedBody("the webhook does not say which account it is for")
         account_id = ids.pop()
+    if account_id == 0:
+        raise MalformedBody("account[id] must be above zero")
     return account_id
 
 

@@ -6,15 +6,10 @@ from typing import Any
 
 from starlette.requests import Request
 
-from backend.errors import MalformedBody
+from backend import jsondata
 
 
 async def json_object(request: Request) -> dict[str, Any]:
-    """The body as a JSON object; anything else is 400 `malformed_body`."""
-    try:
-        body = await request.json()
-    except ValueError:
-        raise MalformedBody("the body is not JSON") from None
-    if not isinstance(body, dict):
-        raise MalformedBody("the body must be a JSON object")
-    return body
+    """The body as a JSON object; anything else is 400 `malformed_body`, nesting deeper than
+    `jsondata.MAX_DEPTH` 400 `json_too_deep` (a deep body would otherwise be a RecursionError)."""
+    return jsondata.load_object(await request.body())

@@ -2,30 +2,41 @@
 
 Each delivery becomes one inbox row (deduplicated) plus the jobs it implies, committed before
 the 200 goes out; the worker does the rest. Hook keys are looked up through a short-lived cache
-so a burst of deliveries does not queue reads behind the SQLite writer.
+so a burst of deliveries does not queue reads behind the SQLite writer. Bodies are read capped,
+large ones parsed off the event loop, and failed authentications counted per caller
+(`webhook_guard.py`).
+
+A platform's batch of more than `INLINE_EVENTS` opt-outs is stored as one delivery whose
+`esp_batch` job the worker splits into the per-event deliveries (`sync/work.py`): storing 8,000
+events one inbox row at a time would take longer than the platform waits for an answer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from backend import logs, metrics, repository
+from backend import hook_answers, logs, metrics, repository
 from backend.errors import BadRequest, Gone, MailsyncError, NotFound
-from backend.inbox import Delivery
+from backend.inbox import Delivery, compact_body
 from backend.jobs import JobSpec
 from backend.kommo.webhooks import KommoEvent, parse_webhook
 from backend.models import AccountStatus, EspConnection
 from backend.providers import registry
-from backend.sync.work import ApplyEspEvent, ReconcileContact, ReconcileLead
+from backend.resources import Resources
+from backend.routes.webhook_guard import guarded, off_loop, plausible_key, read_body
+from backend.sync.work import ApplyEspEvent, ReconcileContact, ReconcileLead, SplitEspBatch
 
 HOOK_CACHE_SECONDS = 5.0
+INLINE_EVENTS = 100  # opt-outs per platform delivery stored one row each; more go as a batch
 
 
 @dataclass(frozen=True)
@@ -90,36 +101,48 @@ def reject(source: str, exc: MailsyncError) -> MailsyncError:
     return exc
 
 
+@guarded
 async def kommo_webhook(request: Request) -> JSONResponse:
-    target = await _cache(request).kommo(request, request.path_params["hook_key"])
+    hook_key = request.path_params["hook_key"]
+    target = await _cache(request).kommo(request, hook_key) if plausible_key(hook_key) else None
     if target is None:
         raise reject("kommo", NotFound("no account has this webhook address", code="unknown_hook"))
     logs.bind_account(target.account_id)
     if target.status == AccountStatus.DISCONNECTED:
         raise reject("kommo", Gone("this account has disconnected mailsync", code="disconnected"))
-    body = await request.body()
     try:
-        webhook = parse_webhook(body)
+        body = await read_body(request)
+        delivery = await off_loop(request, len(body), kommo_delivery, target.account_id, body)
     except MailsyncError as exc:
         raise reject("kommo", exc) from None
-    if webhook.account_id != target.account_id:
-        raise reject("kommo", BadRequest("the body names another account than the webhook address",
-                                         code="account_mismatch"))
-    specs = tuple(spec for event in webhook.events if (spec := kommo_job(target.account_id, event)))
-    if not specs:
+    if delivery is None:
         return JSONResponse({"accepted": 0})
-    delivery = Delivery(source="kommo", account_id=target.account_id,
-                        dedupe_key=kommo_dedupe_key(target.account_id, webhook.events),
-                        body=body.decode("utf-8"), jobs=specs)
     new = await request.app.state.resources.inbox.submit(delivery)
     metrics.WEBHOOKS_RECEIVED.labels("kommo").inc()
-    return JSONResponse({"accepted": len(specs) if new else 0})
+    return JSONResponse({"accepted": len(delivery.jobs) if new else 0})
+
+
+def kommo_delivery(account_id: int, body: bytes) -> Delivery | None:
+    """The delivery a Kommo body stands for, or None when it asks for no work. CPU only: large
+    bodies run it in a worker thread."""
+    webhook = parse_webhook(body)
+    if webhook.account_id != account_id:
+        raise BadRequest("the body names another account than the webhook address",
+                         code="account_mismatch")
+    work = [(event, spec) for event in webhook.events if (spec := kommo_job(account_id, event))]
+    if not work:
+        return None
+    return Delivery(source="kommo", account_id=account_id,
+                    dedupe_key=kommo_dedupe_key(account_id, webhook.events),
+                    body=compact_body([event.summary() for event, _ in work]),
+                    jobs=tuple(spec for _, spec in work))
 
 
 async def _esp_target(request: Request) -> tuple[HookTarget, type]:
     """The connection this ESP hook key belongs to, and its provider class; the URL's platform
     must be the connection's."""
-    target = await _cache(request).esp(request, request.path_params["hook_key"])
+    hook_key = request.path_params["hook_key"]
+    target = await _cache(request).esp(request, hook_key) if plausible_key(hook_key) else None
     provider = registry.get(target.connection.kind) if target and target.connection else None
     if target is None or provider is None or provider.family != request.path_params["family"]:
         # The metric's label is ours, never the caller's path: its values stay few.
@@ -130,28 +153,37 @@ async def _esp_target(request: Request) -> tuple[HookTarget, type]:
     return target, provider
 
 
+@guarded
 async def esp_webhook(request: Request) -> JSONResponse:
     """Each platform verifies and reads its own deliveries (`read_webhook`)."""
     target, provider = await _esp_target(request)
     resources = request.app.state.resources
-    body = await request.body()
     try:
-        events = provider.read_webhook(target.connection, resources, body=body, headers=request.headers)
+        body = await read_body(request)
+        deliveries = await off_loop(request, len(body), esp_deliveries, provider, target,
+                                    resources, body, request.headers)
     except MailsyncError as exc:
         raise reject(provider.family, exc) from None
-    accepted = 0
-    for event in events:
-        if not event.is_opt_out:
-            continue  # only opt-outs and address changes act on Kommo
-        work = ApplyEspEvent(event)
-        delivery = Delivery(source=provider.family, account_id=target.account_id,
-                            dedupe_key=work.delivery_key(target.account_id),
-                            body=json.dumps(event.to_payload()), jobs=(work.to_spec(target.account_id),))
-        accepted += await resources.inbox.submit(delivery)
+    # Submitted together, the deliveries share the inbox writer's commits.
+    new = await asyncio.gather(*(resources.inbox.submit(d) for d, _ in deliveries))
     metrics.WEBHOOKS_RECEIVED.labels(provider.family).inc()
+    accepted = sum(events for (_, events), is_new in zip(deliveries, new, strict=True) if is_new)
     return JSONResponse({"accepted": accepted})
 
 
+def esp_deliveries(provider: type, target: HookTarget, resources: Resources, body: bytes,
+                   headers: Mapping[str, str]) -> list[tuple[Delivery, int]]:
+    """(delivery, number of events in it) for the opt-outs of a platform's body — only
+    opt-outs and address changes act on Kommo. CPU only, like `kommo_delivery`."""
+    events = provider.read_webhook(target.connection, resources, body=body, headers=headers)
+    opt_outs = tuple(event for event in events if event.is_opt_out)
+    if len(opt_outs) > INLINE_EVENTS:
+        return [(SplitEspBatch(provider.family, opt_outs).delivery(target.account_id), len(opt_outs))]
+    return [(ApplyEspEvent(event).delivery(target.account_id, provider.family), 1)
+            for event in opt_outs]
+
+
+@guarded
 async def esp_url_check(request: Request) -> JSONResponse:
     """Some platforms GET the URL before they accept a webhook: 200 for a live key there."""
     _, provider = await _esp_target(request)
@@ -187,7 +219,7 @@ def _item_digest(event: KommoEvent) -> str:
 
 
 routes = [
-    Route("/webhooks/kommo/{hook_key}", kommo_webhook, methods=["POST"]),
+    Route("/webhooks/kommo/{hook_key}", hook_answers.counted(kommo_webhook), methods=["POST"]),
     Route("/webhooks/{family}/{hook_key}", esp_webhook, methods=["POST"]),
     Route("/webhooks/{family}/{hook_key}", esp_url_check, methods=["GET"]),
 ]

@@ -75,9 +75,11 @@ def _rule(n: int, item: Any) -> Rule:
 
 
 def _int(value: Any, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
+    # ASCII digits only: str.isdigit() also passes "²", which int() refuses.
+    text = str(value) if isinstance(value, int | str) and not isinstance(value, bool) else ""
+    if not (text.isascii() and text.isdigit() and len(text) <= 18):
         raise invalid(f"{where}: pipeline_id and status_id must be numbers")
-    return int(value)
+    return int(text)
 
 
 def check_against(rules: Sequence[Rule], pipelines: Iterable[Any], segment_ids: Iterable[str]) -> None:

@@ -6,10 +6,13 @@ written here and nowhere else.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
+from backend.inbox import Delivery, compact_body
 from backend.jobs import JobSpec
 from backend.providers.base import EspEvent
 
@@ -87,6 +90,49 @@ class ApplyEspEvent:
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> ApplyEspEvent:
         return cls(EspEvent.from_payload(payload))
+
+    def delivery(self, account_id: int, source: str) -> Delivery:
+        """The event's own inbox row and job: a repeat of the event, alone or in any batch,
+        stores nothing."""
+        return Delivery(source=source, account_id=account_id,
+                        dedupe_key=self.delivery_key(account_id),
+                        body=json.dumps(self.event.to_payload()), jobs=(self.to_spec(account_id),))
+
+
+@dataclass(frozen=True)
+class SplitEspBatch:
+    """A platform's batch of opt-outs, stored by the webhook route as one delivery (one inbox
+    write, so thousands of events are acknowledged in well under the platform's timeout). The
+    worker splits it into one `ApplyEspEvent` delivery per event (`sync/handlers.py`), with the
+    dedupe keys the events would have had alone."""
+
+    KIND: ClassVar[str] = "esp_batch"
+    source: str  # the platform family, the inbox rows' source
+    events: tuple[EspEvent, ...]
+
+    def batch_key(self, account_id: int) -> str:
+        """The same events hash the same however they are ordered: a redelivery stores nothing."""
+        keys = "\n".join(sorted(event.dedupe_key for event in self.events))
+        return f"{account_id}:{self.source}:batch:{hashlib.sha256(keys.encode()).hexdigest()}"
+
+    def to_spec(self, account_id: int) -> JobSpec:
+        return JobSpec(account_id, self.KIND, f"{self.KIND}:{self.batch_key(account_id)}",
+                       {"source": self.source, "events": [e.to_payload() for e in self.events]})
+
+    def delivery(self, account_id: int) -> Delivery:
+        # The row keeps a capped summary; the events themselves travel in the job's payload.
+        summary = [{"kind": str(e.kind), "dedupe_key": e.dedupe_key} for e in self.events]
+        return Delivery(source=self.source, account_id=account_id,
+                        dedupe_key=self.batch_key(account_id), body=compact_body(summary),
+                        jobs=(self.to_spec(account_id),))
+
+    def deliveries(self, account_id: int) -> list[Delivery]:
+        return [ApplyEspEvent(event).delivery(account_id, self.source) for event in self.events]
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> SplitEspBatch:
+        return cls(source=str(payload["source"]),
+                   events=tuple(EspEvent.from_payload(e) for e in payload["events"]))
 
 
 @dataclass(frozen=True)

@@ -79,8 +79,11 @@ def parse_webhook(body: bytes, *, signature: str | None, secret: str) -> list[Es
     if not signature:
         raise BadRequest("the signature header is missing", code="missing_signature")
     digest = hmac.new(secret.encode(), body, hashlib.sha256).digest() if secret else b""
-    candidates = (digest.hex(), base64.b64encode(digest).decode()) if digest else ()
-    if not any(hmac.compare_digest(c, signature.strip()) for c in candidates):
+    candidates = (digest.hex().encode(), base64.b64encode(digest)) if digest else ()
+    # Bytes on both sides: `compare_digest` refuses a str with non-ASCII characters (a TypeError,
+    # so a 500), and a header is whatever the caller sent.
+    given = signature.strip().encode("utf-8", "replace")
+    if not any(hmac.compare_digest(c, given) for c in candidates):
         raise Unauthorized("the signature does not match the body", code="bad_signature")
     return parse_events(load_json(body), body, SOURCE, KINDS, IGNORED)
 

@@ -4,6 +4,10 @@ The `Signature` header is the lowercase hex HMAC-SHA256 of the raw body keyed wi
 secret (A.8); it is checked before the body is even parsed. Bodies come single (subscriber fields
 at top level or under `subscriber`, named by `event` and/or `type`) or batched
 (`{"events": [...], "total": n}`); the docs disagree, so every shape is accepted.
+
+Bodies are bounded before they are trusted (docs/ARCHITECTURE.md §3, "Hostile input"): the size
+and nesting of the JSON (`jsondata`), at most `MAX_EVENTS` events, and an `event_id` long or odd
+enough to overflow a dedupe key is hashed like an event without one.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from backend.errors import BadRequest, MalformedBody, Unauthorized
+from backend import jsondata
+from backend.errors import BadRequest, MalformedBody, PayloadTooLarge, Unauthorized
 from backend.providers.base import EspEvent, EventKind, dedupe_key, lower
 from backend.security import constant_time_equals, hmac_sha256_hex
 
@@ -32,6 +37,8 @@ KINDS = {
 # Deliveries we never asked for but may see when an admin edits the webhook: dropped quietly.
 IGNORED = frozenset({"campaign.sent", "campaign.open", "campaign.click",
                      "subscriber.automation_triggered", "subscriber.automation_completed"})
+MAX_EVENTS = 10_000
+MAX_EVENT_ID = 100  # characters: the id goes into dedupe keys of at most 255
 
 
 def verify_signature(body: bytes, *, signature: str | None, secret: str) -> None:
@@ -50,13 +57,7 @@ def parse_webhook(body: bytes, *, signature: str | None, secret: str) -> list[Es
 
 
 def load_json(body: bytes) -> Mapping[str, Any]:
-    try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise MalformedBody("the webhook body is not JSON") from None
-    if not isinstance(payload, dict):
-        raise MalformedBody("the webhook body is not a JSON object")
-    return payload
+    return jsondata.load_object(body)
 
 
 def parse_events(payload: Mapping[str, Any], body: bytes, source: str,
@@ -64,6 +65,9 @@ def parse_events(payload: Mapping[str, Any], body: bytes, source: str,
     items = payload.get("events") if "events" in payload else [payload]
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
         raise MalformedBody("`events` must be a list of objects")
+    if len(items) > MAX_EVENTS:
+        raise PayloadTooLarge(f"a delivery carries at most {MAX_EVENTS} events",
+                              code="too_many_events")
     lone = len(items) == 1
     events = [_event(item, body if lone else b"", source, kinds) for item in items
               if _type_of(item) not in ignored]
@@ -94,12 +98,18 @@ def _event(item: Mapping[str, Any], body: bytes, source: str,
     email = lower(subscriber.get("email"))
     subscriber_id = str(subscriber["id"]) if subscriber.get("id") not in (None, "") else None
     stamp = _timestamp(subscriber, raw_type)
-    key = dedupe_key(source, event_id=item.get("event_id"),
+    key = dedupe_key(source, event_id=_event_id(item.get("event_id")),
                      parts=(raw_type, subscriber_id or email, stamp), body=body or
                      json.dumps(item, sort_keys=True).encode())
     return EspEvent(source=source, kind=kinds.get(raw_type, EventKind.UNKNOWN), email=email,
                     subscriber_id=subscriber_id, occurred_at=parse_time(stamp),
                     reason=_reason(item, subscriber), dedupe_key=key, raw_type=raw_type)
+
+
+def _event_id(value: object) -> str | int | None:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    return value if len(str(value)) <= MAX_EVENT_ID else None
 
 
 def _timestamp(subscriber: Mapping[str, Any], raw_type: str) -> str | None:

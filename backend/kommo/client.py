@@ -162,6 +162,24 @@ class KommoClient:
             ids += [i for item in types.embedded(body, "notes") if (i := types.as_int(item.get("id")))]
         return ids
 
+    async def note_texts(self, entity_type: str, entity_ids: Sequence[int],
+                         note_type: str = "service_message") -> set[tuple[int, str]]:
+        """(entity id, text) of the notes of that type already on these entities."""
+        found: set[tuple[int, str]] = set()
+        for start in range(0, len(entity_ids), PAGE_LIMIT):
+            ids = [("filter[entity_id][]", i) for i in entity_ids[start:start + PAGE_LIMIT]]
+            page = 1
+            while True:
+                body = await self._get(f"/api/v4/{entity_type}/notes", params=[
+                    *ids, ("filter[note_type][]", note_type), ("page", page), ("limit", PAGE_LIMIT)])
+                items = types.embedded(body, "notes")
+                found |= {(types.as_int(n.get("entity_id")) or 0, str((n.get("params") or {}).get("text")))
+                          for n in items}
+                if not _has_next(body, len(items), PAGE_LIMIT):
+                    break
+                page += 1
+        return found
+
     # --- custom fields ----------------------------------------------------------------------
 
     async def custom_fields(self, entity_type: str = "contacts") -> list[types.CustomField]:

@@ -8,6 +8,7 @@ after the notes stops a retried job from adding them twice.
 
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING
 
 from backend import echoes, repository
@@ -51,6 +52,7 @@ async def apply_esp_event(resources: Resources, account_id: int, event: EspEvent
     text = note_text(event, ctx.platform)
     notes = [types.NewNote(entity_id=lead_id, text=text)
              for contact in contacts for lead_id in contact.lead_ids]
+    notes = await _not_yet_sent(ctx, key, notes) if notes else notes
     if notes:
         await ctx.kommo.add_notes("leads", notes)
     await _receipt(ctx, key)  # notes are out: a retry from here on must not repeat them
@@ -79,6 +81,20 @@ async def _contacts(ctx: AccountSync, email: str, states: list[ContactState]) ->
     if states:
         return await ctx.kommo.contacts([s.contact_id for s in states])
     return await ctx.kommo.find_contacts_by_email(email)
+
+
+async def _not_yet_sent(ctx: AccountSync, key: str, notes: list[types.NewNote]) -> list[types.NewNote]:
+    """A job killed between Kommo's answer and its receipt would add the notes twice: a marker
+    goes first, and a run that finds it reads the leads' notes back and sends only those missing."""
+    marker = "sending:" + hashlib.sha256(key.encode()).hexdigest()
+    async with ctx.resources.sessions() as session, session.begin():
+        retried = await repository.has_note_receipt(session, ctx.account_id, marker)
+        if not retried:
+            await repository.add_note_receipt(session, ctx.account_id, marker)
+    if not retried:
+        return notes
+    there = await ctx.kommo.note_texts("leads", sorted({n.entity_id for n in notes}))
+    return [n for n in notes if (n.entity_id, n.text) not in there]
 
 
 async def _receipt(ctx: AccountSync, key: str) -> None:

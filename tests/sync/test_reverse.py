@@ -1,5 +1,7 @@
 """ESP → Kommo: opt-outs become one note per lead and the `email-opt-out` tag, exactly once."""
 
+import contextlib
+
 from backend.providers.base import EspEvent
 from backend.sync import reconcile, reverse
 from tests.sync.world import ACCOUNT, LOST, QUALIFIED, WON
@@ -107,3 +109,23 @@ async def test_our_own_stage_unsubscribe_is_noted_as_ours_and_its_echo_adds_noth
     # a later unsubscribe (resubscribed, then out again) is the person's own: noted
     await reverse.apply_esp_event(world.resources, ACCOUNT, event(world, key="later"))
     assert world.notes()[-1]["params"]["text"].startswith(f"jane@shop.io unsubscribed at {platform}")
+
+
+async def test_a_job_killed_after_its_notes_went_out_adds_none_again(world, monkeypatch):
+    await world.map(MAPPING)
+    contact = world.contact()
+    first, second = world.lead(QUALIFIED, [contact]), world.lead(WON, [contact])
+
+    async def killed(*args):
+        raise SystemExit("kill -9 between Kommo's answer and the receipt")
+
+    monkeypatch.setattr(reverse, "_receipt", killed)
+    with contextlib.suppress(SystemExit):
+        await reverse.apply_esp_event(world.resources, ACCOUNT, event(world))
+    monkeypatch.undo()
+    world.kommo.store.account(ACCOUNT).notes.pop()  # and the second lead's note never made it
+    await reverse.apply_esp_event(world.resources, ACCOUNT, event(world))  # the retried job
+    assert sorted(n["entity_id"] for n in world.kommo.store.account(ACCOUNT).notes) == sorted([first, second])
+    assert len(world.notes()) == 3  # two on the first run, the missing one on the retry
+    reads = [r for r in world.router.requests if r.method == "GET" and r.url.path.endswith("/notes")]
+    assert len(reads) == 1

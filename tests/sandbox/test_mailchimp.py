@@ -102,3 +102,16 @@ async def test_optional_request_budget_with_retry_after():
         assert (await client.get("/ping")).status_code == 200
         limited = await client.get("/ping")
     assert (limited.status_code, limited.headers["retry-after"]) == (429, "20")
+
+
+async def test_the_request_log_reads_over_http_without_keys_or_budget():
+    app = create_mailchimp_sandbox(rate_limit=1, window=20.0, clock=lambda: 5.0)
+    audience = app.state.sandbox.add_audience("A").id
+    async with client_for(app) as client:
+        tagged = await client.post(f"/lists/{audience}/members/{md5('a@acme-corp.io')}/tags",
+                                   json={"tags": [{"name": "won", "status": "active"}]})
+    async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://mc") as http:
+        log = (await http.get("/_sandbox/requests")).json()
+    assert tagged.status_code == 404  # no such member: logged all the same
+    assert log == [{"method": "POST", "path": f"/lists/{audience}/members/{md5('a@acme-corp.io')}/tags",
+                    "query": {}, "json": {"tags": [{"name": "won", "status": "active"}]}}]

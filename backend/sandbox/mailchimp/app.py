@@ -140,6 +140,10 @@ class MailchimpSandbox:
             self.max_in_flight = max(self.max_in_flight, self.in_flight[key])
             self.changed.notify_all()
 
+    async def request_log(self, request: Request) -> Response:
+        return JSONResponse([{"method": r.method, "path": r.path, "query": r.query, "json": r.json}
+                             for r in self.requests])
+
     async def deliver(self, list_id: str, kind: str, data: dict[str, str], *,
                       client: httpx2.AsyncClient, source: str = "user") -> list[httpx2.Response]:
         """POST a form-encoded `kind` event (`data` is the `data[...]` map) to every webhook of the
@@ -165,12 +169,15 @@ def create_mailchimp_sandbox(
     clock: Callable[[], float] = time.monotonic,
 ) -> Starlette:
     """The app; `app.state.sandbox` is the `MailchimpSandbox`. `validator` is the client used for
-    the GET that validates a webhook URL (None: every URL validates)."""
+    the GET that validates a webhook URL (None: every URL validates). `GET /_sandbox/requests`
+    (not Mailchimp's API, not counted against any key) reads the request log, keys left out, for
+    tests that drive the sandbox over HTTP."""
     sandbox = MailchimpSandbox(api_keys=api_keys, rate_limit=rate_limit, window=window,
                                max_connections=max_connections, merge_field_limit=merge_field_limit,
                                fake_domains=fake_domains, validator=validator, clock=clock)
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-    app = Starlette(routes=[Route("/{dc}/3.0/{path:path}", sandbox.handle, methods=methods),
+    app = Starlette(routes=[Route("/_sandbox/requests", sandbox.request_log, methods=["GET"]),
+                            Route("/{dc}/3.0/{path:path}", sandbox.handle, methods=methods),
                             Route("/3.0/{path:path}", sandbox.handle, methods=methods)])
     app.state.sandbox = sandbox
     return app

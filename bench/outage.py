@@ -34,24 +34,9 @@ from backend.sync.handlers import BATCH_HANDLERS, HANDLERS
 from backend.sync.work import ReconcileLead
 from backend.worker import Worker
 from bench.common import database, pg_available
-from tests.sync.world import ACCOUNT, HOSTS, PROPOSAL, QUALIFIED, open_world
+from tests.sync.world import ACCOUNT, HOSTS, PROPOSAL, QUALIFIED, Faulty, open_world
 
 POLL = 0.1  # seconds between looks at MailerLite's state (in memory, no call)
-
-
-class Faulty(httpx2.AsyncBaseTransport):
-    """Answers `fault(request)` instead of the simulator while it returns a response."""
-
-    def __init__(self, inner: httpx2.AsyncBaseTransport) -> None:
-        self.inner, self.fault = inner, (lambda request: None)
-        self.arrivals: list[tuple[float, int]] = []
-
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        response = self.fault(request)
-        if response is None:
-            response = await self.inner.handle_async_request(request)
-        self.arrivals.append((time.monotonic(), response.status_code))
-        return response
 
 
 async def queue(world, lead_ids: list[int]) -> None:

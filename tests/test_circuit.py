@@ -24,7 +24,7 @@ from tests.conftest import make_settings
 from tests.kommo.fixtures import seed_tokens
 from tests.polling import eventually
 from tests.routes.test_admin import basic, cell
-from tests.sync.world import ACCOUNT, HOSTS, PROPOSAL, QUALIFIED, open_world
+from tests.sync.world import ACCOUNT, HOSTS, PROPOSAL, QUALIFIED, Faulty, open_world
 
 # --- the rows ----------------------------------------------------------------------------------
 
@@ -62,22 +62,6 @@ async def test_clearing_keeps_the_rate_pause_and_the_other_accounts(sessions):
 
 
 # --- a small world with vendors that fail on demand ---------------------------------------------
-
-
-class Faulty(httpx2.AsyncBaseTransport):
-    """Answers `fault(request)` instead of the simulator while it returns a response."""
-
-    def __init__(self, inner: httpx2.AsyncBaseTransport) -> None:
-        self.inner = inner
-        self.fault = lambda request: None
-        self.arrivals: list[tuple[float, int]] = []  # (monotonic time, status)
-
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        response = self.fault(request)
-        if response is None:
-            response = await self.inner.handle_async_request(request)
-        self.arrivals.append((time.monotonic(), response.status_code))
-        return response
 
 
 @pytest.fixture

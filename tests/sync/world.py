@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +47,22 @@ class Router(httpx2.AsyncBaseTransport):
             return httpx2.Response(599, text=f"no simulator at {request.url.host}")
         response = await transport.handle_async_request(request)
         request.extensions["answered"] = response.status_code  # benchmarks tell refusals apart
+        return response
+
+
+class Faulty(httpx2.AsyncBaseTransport):
+    """Answers `fault(request)` instead of the simulator while it returns a response."""
+
+    def __init__(self, inner: httpx2.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.fault = lambda request: None
+        self.arrivals: list[tuple[float, int]] = []  # (monotonic time, status)
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        response = self.fault(request)
+        if response is None:
+            response = await self.inner.handle_async_request(request)
+        self.arrivals.append((time.monotonic(), response.status_code))
         return response
 
 

@@ -147,7 +147,7 @@ async def test_an_outage_holds_the_work_uncharged_and_everything_runs_once_it_an
         mailerlite.fault = lambda request: None
         recovered = time.monotonic()
         await eventually(lambda: synced(world, made), within=20, message="not all synced")
-        took = time.monotonic() - recovered
+        after = [status for at, status in mailerlite.arrivals if at >= recovered]
     finally:
         await stop_all(stop, tasks)
     rows = await job_rows(world)
@@ -155,7 +155,9 @@ async def test_an_outage_holds_the_work_uncharged_and_everything_runs_once_it_an
     assert max(r.attempts for r in rows) <= circuit.THRESHOLD  # 2 charged strikes, then the success
     # Probes 0.25 s, 0.5 s, 1 s apart (scaled down 8×): at most 3 runs in that second.
     assert probes <= 3, probes
-    assert took < 3.0, took
+    # Everything that waited went out together once a probe got through: a few bulk calls for
+    # 100 contacts, not one call per job on its own backoff clock (how soon: bench/outage.py).
+    assert 503 not in after and len(after) <= 10, after
     assert await failures(world) == ["MailerLite is not answering; syncing waits"]
     async with world.resources.sessions() as session:
         assert await circuit.holds(session, ACCOUNT) == []  # closed again

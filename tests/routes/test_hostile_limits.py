@@ -5,21 +5,20 @@ throttled per address without ever holding back valid deliveries."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
+import threading
 from urllib.parse import quote
 
 import pytest
 
 from backend.inbox import MAX_BODY_CHARS
 from backend.jobs import ClaimedJob
+from backend.routes import webhooks as webhooks_route
 from backend.sync.handlers import HANDLERS
 from tests.kommo.fixtures import install, widget_token
 from tests.routes.hostile_hooks import KOMMO_ACCOUNT, client_at, hooks
 
 __all__ = ["hooks"]
-HEALTHZ_BUDGET = 0.5  # seconds: /healthz may wait this long at most while a hostile body is parsed
 
 
 def lead_items(count: int, *, first: int = 1000) -> str:
@@ -38,44 +37,34 @@ def lead_items(count: int, *, first: int = 1000) -> str:
     return "&".join(quote(pair, safe="=+%") for pair in pairs)
 
 
-async def while_pinging_healthz(client, request) -> tuple[object, float]:
-    """Run `request` while /healthz is asked every few ms; its answer and the longest wait."""
-    stop = asyncio.Event()
-    waits: list[float] = []
-
-    async def ping() -> None:
-        while not stop.is_set():
-            started = time.perf_counter()
-            assert (await client.get("/healthz")).status_code == 200
-            waits.append(time.perf_counter() - started)
-            await asyncio.sleep(0.002)
-
-    pinger = asyncio.create_task(ping())
-    await asyncio.sleep(0.01)
-    try:
-        answer = await request
-    finally:
-        stop.set()
-        await pinger
-    return answer, max(waits)
+@pytest.fixture
+def parse_threads(monkeypatch) -> list[int]:
+    """The threads the webhook routes parse bodies on: a large body parsed on the event loop's
+    own thread would hold every other request (`/healthz` included) until it is done. How long
+    that takes is measured by `bench/hostile.py`, not asserted here."""
+    seen: list[int] = []
+    for name in ("kommo_delivery", "esp_deliveries"):
+        def spy(*args, _real=getattr(webhooks_route, name)):
+            seen.append(threading.get_ident())
+            return _real(*args)
+        monkeypatch.setattr(webhooks_route, name, spy)
+    return seen
 
 
-async def test_an_append_flood_is_parsed_in_linear_time_and_healthz_keeps_answering(hooks):
+async def test_an_append_flood_is_parsed_off_the_event_loop(hooks, parse_threads):
     body = "&".join(["x[]=a"] * 19_990).encode()  # 120 KB: 10-12 s of parsing before the fix
-    started = time.perf_counter()
-    response, longest = await while_pinging_healthz(hooks.client, hooks.post("kommo", body))
-    assert time.perf_counter() - started < 2
+    response = await hooks.post("kommo", body)
     assert (response.status_code, response.json()["error"]["code"]) == (400, "malformed_body")
-    assert longest < HEALTHZ_BUDGET
+    assert parse_threads and threading.get_ident() not in parse_threads
     assert await hooks.stored() == ([], [])
 
 
-async def test_a_maximum_size_kommo_batch_is_accepted_and_stored_capped(hooks):
+async def test_a_maximum_size_kommo_batch_is_accepted_and_stored_capped(hooks, parse_threads):
     body = f"{lead_items(620)}&account%5Bid%5D={KOMMO_ACCOUNT}".encode()
     assert 1_000_000 < len(body) <= 1024 * 1024 and body.count(b"&") + 1 == 15_501
-    response, longest = await while_pinging_healthz(hooks.client, hooks.post("kommo", body))
+    response = await hooks.post("kommo", body)
     assert (response.status_code, response.json()) == (200, {"accepted": 620})
-    assert longest < HEALTHZ_BUDGET
+    assert parse_threads and threading.get_ident() not in parse_threads
     [row], jobs = await hooks.stored()
     assert len(jobs) == 620 and len(row.body) <= MAX_BODY_CHARS
     stored = json.loads(row.body)
@@ -132,21 +121,17 @@ async def split(hooks) -> None:
                 (await session.get(type(job), job.id)).state = "done"
 
 
-async def test_a_signed_batch_of_8000_is_one_inbox_write_split_by_the_worker(hooks):
+async def test_a_signed_batch_of_8000_is_one_inbox_write_split_by_the_worker(hooks, parse_threads):
     body = unsubscribes(8000)
     assert len(body) <= 1024 * 1024
-    started = time.perf_counter()
-    response, longest = await while_pinging_healthz(hooks.client, hooks.post("mailerlite", body))
-    answered = time.perf_counter() - started
-    print(f"signed 8,000-event batch answered in {answered:.3f} s, /healthz waited ≤ {longest:.3f} s")
+    response = await hooks.post("mailerlite", body)
     assert (response.status_code, response.json()) == (200, {"accepted": 8000})
-    assert answered < 3 and longest < HEALTHZ_BUDGET
+    assert parse_threads and threading.get_ident() not in parse_threads
     [row], [job] = await hooks.stored()
     assert (row.source, job.kind, len(job.payload["events"])) == ("mailerlite", "esp_batch", 8000)
     assert len(row.body) <= MAX_BODY_CHARS and json.loads(row.body)["omitted"] > 0
 
-    _, longest = await while_pinging_healthz(hooks.client, split(hooks))
-    assert longest < HEALTHZ_BUDGET  # an embedded worker splits on the web process's loop
+    await split(hooks)
     inbox, jobs = await hooks.stored()
     events = [j for j in jobs if j.kind == "esp_event"]
     assert (len(inbox), len(events)) == (8001, 8000)

@@ -1,5 +1,5 @@
-"""Run the real processes: the simulated Kommo + Mailchimp (one uvicorn server), one mailsync
-web process and N worker processes, all on 127.0.0.1, sharing one database."""
+"""Run the real processes: the simulated Kommo + Mailchimp (or MailerLite) in one uvicorn server,
+one mailsync web process and N worker processes, all on 127.0.0.1, sharing one database."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ class Stack:
     seed: dict[str, Any]
     workers: list[subprocess.Popen] = field(default_factory=list)
     logs: Path | None = None
+    add_worker: Callable[[str], subprocess.Popen] | None = None  # one more worker, logging to name.log
 
     def move(self, account_id: int, lead_id: int, stage: int, client: httpx2.Client) -> None:
         """Change a lead's stage at Kommo; Kommo fires the status webhook at our web process."""
@@ -92,17 +94,24 @@ def _stop(proc: subprocess.Popen) -> None:
 @contextmanager
 def running_stack(database_url: str, workdir: Path, *, accounts: int, leads: int, workers: int,
                   esp_latency_ms: float = 0, worker_env: dict[str, str] | None = None,
-                  embedded_worker: bool = False):
+                  embedded_worker: bool = False, provider: str = "mailchimp",
+                  esp_window: float = 60.0):
+    """`provider="mailerlite"`: the simulated MailerLite instead of Mailchimp, its rate window
+    `esp_window` seconds long."""
     with ExitStack() as stack:
         sandbox_port, web_port = _free_port(), _free_port()
         sandbox_url, web_url = f"http://127.0.0.1:{sandbox_port}", f"http://127.0.0.1:{web_port}"
         seed_file = workdir / "seed.json"
+        esp = [] if provider == "mailchimp" else ["--provider", provider, "--esp-window",
+                                                  str(esp_window)]
         sandbox = _spawn(stack, ["-m", "backend.sandbox.stack", "--port", str(sandbox_port),
                                  "--accounts", str(accounts), "--leads", str(leads),
                                  "--esp-latency-ms", str(esp_latency_ms), "--seed-out",
-                                 str(seed_file)], dict(os.environ), workdir / "sandbox.log")
+                                 str(seed_file), *esp], dict(os.environ), workdir / "sandbox.log")
         wait_http(f"{sandbox_url}/kommo/_sandbox/requests", sandbox)
-        env = _env(database_url, sandbox_url, PUBLIC_URL=web_url)
+        base = {} if provider == "mailchimp" else {
+            "MAILERLITE_API_BASE_URL": f"{sandbox_url}/mailerlite/api"}
+        env = _env(database_url, sandbox_url, PUBLIC_URL=web_url, **base)
         subprocess.run([sys.executable, "-m", "backend.cli", "migrate"], env=env, check=True,
                        capture_output=True, cwd=workdir)
         seed = json.loads(seed_file.read_text())
@@ -112,9 +121,10 @@ def running_stack(database_url: str, workdir: Path, *, accounts: int, leads: int
                      {**env, **(worker_env or {})}, workdir / "web.log")
         wait_http(f"{web_url}/healthz", web)
         result = Stack(database_url, sandbox_url, web_url, seed, logs=workdir)
+        result.add_worker = lambda name: _spawn(stack, ["-m", "backend.cli", "worker"],
+                                                {**env, **(worker_env or {})}, workdir / f"{name}.log")
         for n in range(workers):
-            result.workers.append(_spawn(stack, ["-m", "backend.cli", "worker"],
-                                         {**env, **(worker_env or {})}, workdir / f"worker{n}.log"))
+            result.workers.append(result.add_worker(f"worker{n}"))
         yield result
 
 

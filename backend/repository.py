@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, exists, func, update
+from sqlalchemy.orm.attributes import flag_modified
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -318,7 +319,18 @@ async def save_contact_states(session: AsyncSession, states: Sequence[ContactSta
         if state.email:
             state.email = state.email.lower()
         session.add(state)
+        if state.id is not None:  # written even when unchanged: it replaces `mark_unverified`'s NULL
+            flag_modified(state, "esp_status")
     await session.flush()
+
+
+async def mark_unverified(session: AsyncSession, account_id: int, contact_ids: Sequence[int]) -> None:
+    """Before writing to the platform: until the results are stored, these contacts' stored
+    status and segments are not to be trusted (a worker killed mid-write leaves them so)."""
+    if contact_ids:
+        await session.exec(update(ContactState).where(
+            ContactState.account_id == account_id, col(ContactState.contact_id).in_(list(contact_ids)))
+            .values(esp_status=None))
 
 
 # --- jobs ----------------------------------------------------------------------------------

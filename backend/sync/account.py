@@ -80,6 +80,13 @@ class AccountSync:
         async with self.resources.reads() as session:
             return list(await repository.find_contact_states_by_lead(session, self.account_id, lead_id))
 
+    async def unverify(self, states: Iterable[ContactState | None]) -> None:
+        """Write-ahead for the platform writes to come (`repository.mark_unverified`)."""
+        ids = [s.contact_id for s in states if s is not None and s.id is not None]
+        if ids:
+            async with self.resources.sessions() as session, session.begin():
+                await repository.mark_unverified(session, self.account_id, ids)
+
     async def save(self, state: ContactState) -> None:
         await self.commit([state], ())
 

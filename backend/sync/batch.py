@@ -153,10 +153,14 @@ async def write(ctx: AccountSync, decisions: list[Decision], notes: list[Activit
             unsubscribes.append(d)
             continue
         new = d.state is None or d.state.last_synced_at is None
+        # A contact we never wrote, or whose last write was cut short, may sit in any managed
+        # segment at the ESP: the wanted one is sent and every other one taken away.
+        unknown = new or d.state.esp_status is None
+        if unknown:
+            change = segment_change(d.rule, managed, [])
         d.add = list(change.add) + ([ctx.options.new_contact_segment_id]
                                     if new and ctx.options.new_contact_segment_id else [])
-        # A contact we never wrote may sit in any managed segment at the ESP already.
-        d.remove = sorted(managed - set(d.add)) if new else list(change.remove)
+        d.remove = sorted(managed - set(d.add)) if unknown else list(change.remove)
         same_fields = d.state is not None and d.state.fields_hash == d.plan.fields_hash \
             and d.state.lead_id == d.lead.id and d.state.esp_status is not None
         if not same_fields:
@@ -164,6 +168,7 @@ async def write(ctx: AccountSync, decisions: list[Decision], notes: list[Activit
         elif d.add or d.remove:
             moves.append(d)
     failures: dict[int, Exception] = {}
+    await ctx.unverify(d.state for d in [*upserts, *moves])
     outcomes = await _upsert_all(ctx, upserts, failures, tally)
     outcomes += await _move_all(ctx, moves, failures)
     for d in unsubscribes:

@@ -134,9 +134,10 @@ async def _follow_email(ctx: AccountSync, plan: ContactPlan,
                         state: ContactState | None) -> ContactState:
     """The state to diff against. A new address starts from what the ESP holds for it; an old
     address leaves the managed segments."""
-    if state is not None and state.email == plan.email:
-        return state
-    if state is not None and state.email and state.segments:
+    if state is not None and state.email == plan.email and (
+            state.esp_status is not None or state.address_changed):
+        return state  # else a write to it was cut short: what the ESP holds is read again
+    if state is not None and state.email and state.email != plan.email and state.segments:
         await _leave_managed(ctx, state.email, state.segments)
     subscriber = await ctx.provider.get_subscriber(plan.email)
     fresh = state or ContactState(account_id=ctx.account_id, contact_id=plan.contact_id)
@@ -157,6 +158,8 @@ async def _send(ctx: AccountSync, lead: types.Lead, rule: Rule, plan: ContactPla
     if new_contact and ctx.options.new_contact_segment_id:
         add.append(ctx.options.new_contact_segment_id)
     same_fields = state.fields_hash == plan.fields_hash and state.lead_id == lead.id
+    if change.unsubscribe or add or change.remove or not same_fields:
+        await ctx.unverify([state])
     try:
         if change.unsubscribe:
             summary = await _unsubscribe(ctx, plan, state)

@@ -114,3 +114,40 @@ async def test_a_rate_limit_mid_batch_retries_only_what_was_not_written(world):
     assert all(0 < e.retry_after <= 60 for e in failures.values())
     assert all(world.subscriber(f"c{i}@shop.io")[1] == {"qualified"} for i in range(100))
     assert world.subscriber("c100@shop.io") == (None, set())
+
+
+@pytest.mark.parametrize("few", [False, True], ids=["batch", "single"])
+async def test_a_write_cut_short_is_not_trusted_afterwards(world, monkeypatch, few):
+    """A worker killed after the platform took its writes but before their results were stored:
+    the next run must not trust the stored segments (found by bench/busy.py with kill -9)."""
+    await world.map(MAPPING)
+    n = 2 if few else batch.FEW + 2
+    leads = seed(world, n)
+    assert await batch.reconcile_leads(world.resources, ACCOUNT, leads) == {}
+    for lead in leads:
+        world.move(lead, PROPOSAL)
+
+    async def killed(*args, **kwargs):
+        raise SystemExit("kill -9 before the results are stored")
+
+    monkeypatch.setattr(type(await _ctx(world)), "commit", killed)
+    with pytest.raises(SystemExit):
+        await batch.reconcile_leads(world.resources, ACCOUNT, leads)
+    monkeypatch.undo()
+    assert world.subscriber("c0@shop.io")[1] == {"proposal"}  # written, never stored
+    for lead in leads:
+        world.move(lead, WON)
+    assert await batch.reconcile_leads(world.resources, ACCOUNT, leads) == {}
+    assert [world.subscriber(f"c{i}@shop.io")[1] for i in range(n)] == [{"won"}] * n
+    assert await batch.reconcile_leads(world.resources, ACCOUNT, leads) == {}  # and it stays trusted
+    world.router.requests.clear()
+    for lead in leads:
+        world.move(lead, QUALIFIED)
+    assert await batch.reconcile_leads(world.resources, ACCOUNT, leads) == {}
+    assert [world.subscriber(f"c{i}@shop.io")[1] for i in range(n)] == [{"qualified"}] * n
+
+
+async def _ctx(world):
+    from backend.sync.account import AccountSync
+
+    return await AccountSync.load(world.resources, ACCOUNT)

@@ -15,7 +15,6 @@ import contextlib
 import logging
 import os
 import secrets
-import socket
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
@@ -24,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend import alerts, circuit, job_batches, jobs, logs, metrics, pauses, repository
+from backend import alerts, circuit, job_batches, jobs, leases, logs, metrics, pauses, repository
 from backend.errors import (
     MailsyncError,
     UpstreamError,
@@ -72,7 +71,7 @@ class Worker:
         # Expired leases are looked for twice per lease: a dead worker's job waits at most
         # about one and a half leases before another worker takes it.
         self.maintenance_interval = min(15.0, resources.settings.job_lease_seconds / 2)
-        self.worker_id = f"{socket.gethostname()[:32]}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.worker_id = f"{leases.this_host()}-{os.getpid()}-{secrets.token_hex(3)}"
         self._wake = asyncio.Event()
         self._running: dict[int, asyncio.Task[None]] = {}
         self._last_maintenance = 0.0
@@ -84,6 +83,7 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         log.info("worker %s started (concurrency %d; kinds: %s)", self.worker_id,
                  self.concurrency, ", ".join(sorted(self.handlers)) or "none")
+        await self._take_over_dead_neighbours()
         while not stop.is_set():
             await self._maintain()
             claimed = await self._claim_free_slots()
@@ -122,6 +122,16 @@ class Worker:
         finally:
             for waiter in waiters:
                 waiter.cancel()
+
+    async def _take_over_dead_neighbours(self) -> None:
+        """A restart after kill -9 need not wait for the dead worker's leases to run out."""
+        try:
+            async with self.resources.sessions() as session, session.begin():
+                if await leases.expire_dead_neighbours(session):
+                    released = await jobs.release_expired_leases(session)
+                    log.warning("put back %d jobs of a dead worker on this machine", released)
+        except Exception:
+            log.exception("looking for dead workers' jobs failed")
 
     async def _maintain(self) -> None:
         now = time.monotonic()

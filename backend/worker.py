@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from sqlalchemy.exc import DBAPIError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from backend import alerts, circuit, job_batches, jobs, leases, logs, metrics, pauses, repository
@@ -234,8 +235,15 @@ class Worker:
         async with self.resources.reads() as session:
             if not await job_batches.any_due(session, leader):
                 return []
-        return await self._settle(job_batches.take_followers, leader, worker_id=self.worker_id,
-                                  limit=self.batch_size - 1, lease=self.lease)
+        try:
+            return await self._settle(job_batches.take_followers, leader, worker_id=self.worker_id,
+                                      limit=self.batch_size - 1, lease=self.lease)
+        except DBAPIError:
+            # PostgreSQL may pick this claim as a deadlock's victim (webhooks upserting the same
+            # jobs meanwhile). Nothing was taken; the leader must still run, not sit orphaned.
+            log.warning("could not take job %d's followers along; it runs alone", leader.id,
+                        exc_info=True)
+            return []
 
     async def _call(self, run: list[ClaimedJob]) -> dict[int, Exception]:
         """Job id → the exception it failed with; success is absence."""

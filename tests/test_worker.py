@@ -215,3 +215,30 @@ async def test_a_rejected_esp_key_is_flagged_and_told_once(resources, accounts, 
 async def _all_tried(resources):
     rows = await job_rows(resources)
     return all(r.attempts >= 1 and r.state == "pending" for r in rows) or None
+
+
+async def test_a_leader_whose_followers_cannot_be_taken_runs_alone(resources, accounts, run_worker,
+                                                                   monkeypatch):
+    """PostgreSQL chose the follower claim as a deadlock's victim: the leader must still run (it
+    once sat `running`, unbeaten, until its lease ran out)."""
+    from sqlalchemy.exc import OperationalError
+
+    from backend import job_batches
+
+    async def deadlocked(*args, **kwargs):
+        raise OperationalError("UPDATE job …", {}, Exception("deadlock detected"))
+
+    monkeypatch.setattr(job_batches, "take_followers", deadlocked)
+    await enqueue(resources, spec(1, 1), spec(1, 2))
+    runs = []
+
+    async def batch(resources, run):
+        runs.append(sorted(job.payload["n"] for job in run))
+        return {}
+
+    async def single(resources, job):
+        runs.append([job.payload["n"]])
+
+    await run_worker({"probe": single}, batch_handlers={"probe": batch}, concurrency=2)
+    rows = await eventually(lambda: all_finished(resources), message="the jobs did not finish")
+    assert runs == [[1], [2]] and [r.state for r in rows] == ["done", "done"]

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, select, text, update
+from sqlalchemy import and_, delete, exists, func, or_, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
@@ -92,7 +92,11 @@ async def release_expired_leases(session: AsyncSession) -> int:
     now = utcnow()
     twin = aliased(Job)
     expired = and_(col(Job.state).in_(CLAIMED), col(Job.lease_until) < now)
-    has_twin = exists().where(twin.coalesce_key == Job.coalesce_key, twin.state == JobState.PENDING)
+    # A pending twin does the same work; so does a newer expired one (a coalesce key is unique
+    # among pending jobs, so only one of several expired twins may go back).
+    has_twin = exists().where(twin.coalesce_key == Job.coalesce_key, or_(
+        twin.state == JobState.PENDING,
+        and_(col(twin.state).in_(CLAIMED), twin.lease_until < now, twin.id > Job.id)))
     superseded = await session.exec(
         update(Job).where(expired, has_twin)
         .values(state=JobState.DONE, finished_at=now, lease_until=None,

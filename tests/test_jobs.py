@@ -106,6 +106,22 @@ async def test_expired_lease_with_a_pending_twin_ends_as_superseded(sessions, ma
     assert sorted(j.state for j in await all_jobs(sessions)) == ["done", "pending"]
 
 
+async def test_expired_twins_go_back_once(sessions, make_accounts):
+    """Two dead workers each held a job for the same lead (a crash loop): one goes back, the
+    older ends as superseded — both going back would break the pending key's uniqueness."""
+    await make_accounts(1)
+    await enqueue(sessions, lead_job(1, 10))
+    await claim(sessions, worker="dead-worker")
+    await enqueue(sessions, lead_job(1, 10))
+    async with sessions() as session, session.begin():
+        await session.exec(update(Job).values(state="batched", claimed_by="dead-worker-2",
+                                              lease_until=utcnow() - timedelta(seconds=1))
+                           .where(Job.state == "pending"))
+        await session.exec(update(Job).values(lease_until=utcnow() - timedelta(seconds=1)))
+        assert await jobs.release_expired_leases(session) == 2
+    assert [j.state for j in await all_jobs(sessions)] == ["done", "pending"]
+
+
 class FixedJitter:
     def uniform(self, low, high):
         return 1.0

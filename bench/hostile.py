@@ -24,7 +24,6 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from urllib.parse import quote
 
 import httpx2
 
@@ -33,6 +32,7 @@ from backend.models import EspConnection
 from backend.security import Vault
 from backend.settings import load_settings
 from bench.common import database, env_for, free_port, mailsync, pg_available, run_async, server
+from tests.routes.hostile_hooks import lead_items
 
 ACCOUNT, ML_ACCOUNT, ML_SECRET = 29085424, 1, "bench-webhook-secret"
 
@@ -42,18 +42,7 @@ def append_flood() -> bytes:
 
 
 def max_size_kommo(leads: int = 620) -> bytes:
-    pairs = []
-    for n in range(leads):
-        item = f"leads[status][{n}]"
-        pairs += [f"{item}[id]={1000 + n}", f"{item}[status_id]=142", f"{item}[pipeline_id]=7654321",
-                  f"{item}[old_status_id]=67548619", f"{item}[last_modified]=1732540000",
-                  f"{item}[account_id]={ACCOUNT}", f"{item}[name]=Deal+%23{n}"]
-        for field in range(6):
-            pairs += [f"{item}[custom_fields][{field}][id]={field}",
-                      f"{item}[custom_fields][{field}][name]=Field{field}",
-                      f"{item}[custom_fields][{field}][values][0][value]=value{field}"]
-    body = "&".join(quote(pair, safe="=+%") for pair in pairs) + f"&account%5Bid%5D={ACCOUNT}"
-    return body.encode()
+    return f"{lead_items(leads, account=ACCOUNT)}&account%5Bid%5D={ACCOUNT}".encode()
 
 
 def ml_batch(first: int, count: int = 8000) -> tuple[bytes, str]:

@@ -9,6 +9,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx2
 import pytest
@@ -92,3 +93,19 @@ async def hooks(offline_app, offline_client) -> Hooks:
                 webhook_secret_enc=resources.vault.encrypt(ML_SECRET) if kind == "mailerlite" else None,
                 list_id="a6b5da1054" if kind == "mailchimp" else None, hook_key=hook_key))
     return Hooks(offline_client, resources, account.hook_key)
+
+
+def lead_items(count: int, *, first: int = 1000, account: int = KOMMO_ACCOUNT) -> str:
+    """`count` realistic stage-change items (25 pairs each), brackets percent-encoded as Kommo
+    sends them."""
+    pairs = []
+    for n in range(count):
+        item = f"leads[status][{n}]"
+        pairs += [f"{item}[id]={first + n}", f"{item}[status_id]=142", f"{item}[pipeline_id]=7654321",
+                  f"{item}[old_status_id]=67548619", f"{item}[last_modified]=1732540000",
+                  f"{item}[account_id]={account}", f"{item}[name]=Deal+%23{n}"]
+        for field in range(6):
+            pairs += [f"{item}[custom_fields][{field}][id]={field}",
+                      f"{item}[custom_fields][{field}][name]=Field{field}",
+                      f"{item}[custom_fields][{field}][values][0][value]=value{field}"]
+    return "&".join(quote(pair, safe="=+%") for pair in pairs)

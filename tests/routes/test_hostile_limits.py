@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import threading
-from urllib.parse import quote
 
 import pytest
 
@@ -16,25 +15,9 @@ from backend.jobs import ClaimedJob
 from backend.routes import webhooks as webhooks_route
 from backend.sync.handlers import HANDLERS
 from tests.kommo.fixtures import install, widget_token
-from tests.routes.hostile_hooks import KOMMO_ACCOUNT, client_at, hooks
+from tests.routes.hostile_hooks import KOMMO_ACCOUNT, client_at, hooks, lead_items
 
 __all__ = ["hooks"]
-
-
-def lead_items(count: int, *, first: int = 1000) -> str:
-    """`count` realistic stage-change items (25 pairs each), brackets percent-encoded as Kommo
-    sends them."""
-    pairs = []
-    for n in range(count):
-        item = f"leads[status][{n}]"
-        pairs += [f"{item}[id]={first + n}", f"{item}[status_id]=142", f"{item}[pipeline_id]=7654321",
-                  f"{item}[old_status_id]=67548619", f"{item}[last_modified]=1732540000",
-                  f"{item}[account_id]={KOMMO_ACCOUNT}", f"{item}[name]=Deal+%23{n}"]
-        for field in range(6):
-            pairs += [f"{item}[custom_fields][{field}][id]={field}",
-                      f"{item}[custom_fields][{field}][name]=Field{field}",
-                      f"{item}[custom_fields][{field}][values][0][value]=value{field}"]
-    return "&".join(quote(pair, safe="=+%") for pair in pairs)
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Every tenant-owned query, account id first. Nothing else in the backend writes SQL.
+"""Every tenant-owned query, account id first; `contact_states.py`, `backfills.py` and
+`kommo_catchups.py` hold those of their own tables. Nothing else in the backend writes SQL.
 
 Functions take the session and the account id explicitly, so no query can forget its tenant.
 Only the few lookups that *find* the tenant (by hook key, for the operator's CLI) are unscoped,
@@ -11,23 +12,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, exists, func, update
-from sqlalchemy.orm.attributes import flag_modified
+from sqlalchemy import delete, func, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from backend.db import insert_for
 from backend.models import (
     ENCRYPTED_COLUMNS,
     Account,
     AccountOptions,
     AccountStatus,
-    Backfill,
     ContactState,
     EspConnection,
     Job,
     JobState,
-    KommoCatchup,
     KommoToken,
     MappingRule,
     NoteReceipt,
@@ -251,52 +248,7 @@ async def save_options(session: AsyncSession, account_id: int, options: dict,
     session.add(row)
 
 
-# --- contacts and activity ------------------------------------------------------------------
-
-
-async def get_contact_state(
-    session: AsyncSession, account_id: int, contact_id: int
-) -> ContactState | None:
-    query = select(ContactState).where(ContactState.account_id == account_id,
-                                       ContactState.contact_id == contact_id)
-    return (await session.exec(query)).first()
-
-
-async def get_contact_states(
-    session: AsyncSession, account_id: int, contact_ids: Sequence[int]
-) -> dict[int, ContactState]:
-    query = select(ContactState).where(ContactState.account_id == account_id,
-                                       col(ContactState.contact_id).in_(list(contact_ids)))
-    return {state.contact_id: state for state in (await session.exec(query)).all()}
-
-
-async def find_contact_states_by_email(
-    session: AsyncSession, account_id: int, email: str
-) -> Sequence[ContactState]:
-    query = select(ContactState).where(ContactState.account_id == account_id,
-                                       ContactState.email == email.lower())
-    return (await session.exec(query)).all()
-
-
-async def contact_states_deciding(
-    session: AsyncSession, account_id: int, lead_ids: Sequence[int]
-) -> dict[int, list[ContactState]]:
-    """Lead id → the contact states whose segment that lead decides (what its last reconcile
-    wrote); leads deciding nobody are absent."""
-    query = select(ContactState).where(ContactState.account_id == account_id,
-                                       col(ContactState.lead_id).in_(list(lead_ids)))
-    found: dict[int, list[ContactState]] = {}
-    for state in (await session.exec(query)).all():
-        found.setdefault(state.lead_id, []).append(state)  # type: ignore[arg-type]
-    return found
-
-
-async def find_contact_states_by_lead(
-    session: AsyncSession, account_id: int, lead_id: int
-) -> Sequence[ContactState]:
-    query = select(ContactState).where(ContactState.account_id == account_id,
-                                       ContactState.lead_id == lead_id)
-    return (await session.exec(query)).all()
+# --- note receipts --------------------------------------------------------------------------
 
 
 async def add_note_receipt(session: AsyncSession, account_id: int, dedupe_key: str) -> None:
@@ -310,29 +262,6 @@ async def has_note_receipt(session: AsyncSession, account_id: int, dedupe_key: s
     return (await session.exec(query)).first() is not None
 
 
-async def save_contact_state(session: AsyncSession, state: ContactState) -> None:
-    await save_contact_states(session, [state])
-
-
-async def save_contact_states(session: AsyncSession, states: Sequence[ContactState]) -> None:
-    for state in states:
-        if state.email:
-            state.email = state.email.lower()
-        session.add(state)
-        if state.id is not None:  # written even when unchanged: it replaces `mark_unverified`'s NULL
-            flag_modified(state, "esp_status")
-    await session.flush()
-
-
-async def mark_unverified(session: AsyncSession, account_id: int, contact_ids: Sequence[int]) -> None:
-    """Before writing to the platform: until the results are stored, these contacts' stored
-    status and segments are not to be trusted (a worker killed mid-write leaves them so)."""
-    if contact_ids:
-        await session.exec(update(ContactState).where(
-            ContactState.account_id == account_id, col(ContactState.contact_id).in_(list(contact_ids)))
-            .values(esp_status=None))
-
-
 # --- jobs ----------------------------------------------------------------------------------
 
 
@@ -342,52 +271,6 @@ async def cancel_account_jobs(session: AsyncSession, account_id: int, reason: st
         update(Job).where(col(Job.account_id) == account_id, col(Job.state) == JobState.PENDING)
         .values(state=JobState.DONE, last_error=reason, finished_at=utcnow()))
     return result.rowcount
-
-
-# --- catch-up from Kommo's event log ------------------------------------------------------
-
-
-async def get_kommo_catchup(session: AsyncSession, account_id: int) -> KommoCatchup | None:
-    return await session.get(KommoCatchup, account_id)
-
-
-async def save_kommo_catchup(session: AsyncSession, catchup: KommoCatchup) -> None:
-    """Insert or update; the row may come from another (closed) session."""
-    await session.merge(catchup)
-    await session.flush()
-
-
-async def accounts_without_catchup(session: AsyncSession) -> Sequence[int]:
-    """Unscoped by design: the active accounts whose catch-up the worker has not scheduled yet."""
-    scheduled = exists().where(KommoCatchup.account_id == Account.id)
-    query = (select(Account.id).where(Account.status == AccountStatus.ACTIVE, ~scheduled)
-             .order_by(col(Account.id)))
-    return (await session.exec(query)).all()
-
-
-async def add_kommo_catchups(session: AsyncSession, rows: Sequence[KommoCatchup]) -> None:
-    """New cursors; one another process added meanwhile wins (no error)."""
-    if not rows:
-        return
-    statement = insert_for(session)(KommoCatchup.__table__).on_conflict_do_nothing(
-        index_elements=["account_id"])
-    connection = await session.connection()
-    await connection.execute(statement, [
-        {"account_id": r.account_id, "next_at": r.next_at, "cursor_at": r.cursor_at, "window_to": None,
-         "next_page": 1, "seen": {}, "email_field_id": None, "webhook_missing_since": None,
-         "last_run_at": None, "enqueued_total": 0} for r in rows])
-
-
-async def claim_due_catchups(session: AsyncSession, now: datetime, next_at: datetime) -> list[int]:
-    """Unscoped by design: the active accounts whose sweep is due, each moved on to `next_at` in
-    the same statement, so of two processes claiming at once only one gets each account."""
-    active = select(Account.id).where(Account.status == AccountStatus.ACTIVE)
-    result = await session.exec(
-        update(KommoCatchup)
-        .where(col(KommoCatchup.next_at) <= now, col(KommoCatchup.account_id).in_(active))
-        .values(next_at=next_at).returning(KommoCatchup.account_id)
-        .execution_options(synchronize_session=False))
-    return sorted(row[0] for row in result.all())
 
 
 # --- stats ----------------------------------------------------------------------------------
@@ -414,23 +297,3 @@ async def account_stats(session: AsyncSession, account_id: int) -> AccountStats:
     by_state = dict(jobs.all())
     return AccountStats(synced_contacts=synced, pending_jobs=by_state.get(JobState.PENDING, 0),
                         failed_jobs=by_state.get(JobState.DEAD, 0), last_sync_at=last_sync_at)
-
-
-# --- backfill -------------------------------------------------------------------------------
-
-
-async def add_backfill(session: AsyncSession, backfill: Backfill) -> Backfill:
-    session.add(backfill)
-    await session.flush()
-    return backfill
-
-
-async def get_backfill(session: AsyncSession, account_id: int, backfill_id: int) -> Backfill | None:
-    query = select(Backfill).where(Backfill.account_id == account_id, Backfill.id == backfill_id)
-    return (await session.exec(query)).first()
-
-
-async def latest_backfill(session: AsyncSession, account_id: int) -> Backfill | None:
-    query = (select(Backfill).where(Backfill.account_id == account_id)
-             .order_by(col(Backfill.id).desc()).limit(1))
-    return (await session.exec(query)).first()

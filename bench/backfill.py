@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from backend import repository
+from backend import backfills
 from backend.sync import backfill
 from bench.bulk import _floor, limited_world
 from tests.sync.world import ACCOUNT, HOSTS, PROPOSAL, QUALIFIED
@@ -38,7 +38,7 @@ async def _run(world, kind: str, n: int, dry_run: bool) -> dict:
     await world.drain(within=7200)
     elapsed = time.perf_counter() - started
     async with world.resources.sessions() as session:
-        run = await repository.latest_backfill(session, ACCOUNT)
+        run = await backfills.latest_backfill(session, ACCOUNT)
     answered = [r for r in world.router.requests if r.extensions.get("answered") != 429]
     hosts = Counter(r.url.host for r in answered)
     calls = {"kommo": hosts[HOSTS["kommo"]], kind: hosts[HOSTS[kind]]}

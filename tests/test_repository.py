@@ -3,7 +3,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
-from backend import activity_log, db, repository
+from backend import activity_log, contact_states, db, repository
 from backend.models import Activity, ContactState, EspConnection, Job, MappingRule, utcnow
 from backend.repository import KommoTokens
 from backend.security import Vault, new_fernet_key
@@ -29,7 +29,7 @@ def vault():
 async def _two_accounts(session):
     for account_id, host in ((A, "alpha.kommo.com"), (B, "beta.kommo.com")):
         await repository.upsert_account(session, account_id, host=host, subdomain=host[:5])
-        await repository.save_contact_state(session, ContactState(
+        await contact_states.save_contact_state(session, ContactState(
             account_id=account_id, contact_id=7, email=f"Shared-{account_id}@Example.com",
             last_synced_at=utcnow()))
         await activity_log.add_activity(session, account_id, Activity(
@@ -42,11 +42,11 @@ async def _two_accounts(session):
 
 async def test_queries_are_scoped_by_account(session):
     await _two_accounts(session)
-    state = await repository.get_contact_state(session, A, 7)
+    state = await contact_states.get_contact_state(session, A, 7)
     assert state.account_id == A and state.email == "shared-1001@example.com"
-    assert await repository.find_contact_states_by_email(session, A, "shared-2002@example.com") == []
+    assert await contact_states.find_contact_states_by_email(session, A, "shared-2002@example.com") == []
     assert [s.account_id for s in
-            await repository.find_contact_states_by_email(session, B, "SHARED-2002@example.com")] == [B]
+            await contact_states.find_contact_states_by_email(session, B, "SHARED-2002@example.com")] == [B]
     assert [a.summary for a in await activity_log.list_activity(session, A)] == ["moved for 1001"]
     assert [r.status_id for r in await repository.get_mapping(session, B)] == [B]
     assert await repository.get_options(session, A) == {"notes_on_sync": True}

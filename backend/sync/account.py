@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from backend import activity_log, repository
+from backend import activity_log, contact_states, repository
 from backend.connections import provider_for
 from backend.kommo import companies, types
 from backend.kommo.client import KommoClient
@@ -70,22 +70,22 @@ class AccountSync:
 
     async def state(self, contact_id: int) -> ContactState | None:
         async with self.resources.reads() as session:
-            return await repository.get_contact_state(session, self.account_id, contact_id)
+            return await contact_states.get_contact_state(session, self.account_id, contact_id)
 
     async def states(self, contact_ids: Sequence[int]) -> dict[int, ContactState]:
         async with self.resources.reads() as session:
-            return await repository.get_contact_states(session, self.account_id, contact_ids)
+            return await contact_states.get_contact_states(session, self.account_id, contact_ids)
 
     async def states_of_lead(self, lead_id: int) -> list[ContactState]:
         async with self.resources.reads() as session:
-            return list(await repository.find_contact_states_by_lead(session, self.account_id, lead_id))
+            return list(await contact_states.find_contact_states_by_lead(session, self.account_id, lead_id))
 
     async def unverify(self, states: Iterable[ContactState | None]) -> None:
-        """Write-ahead for the platform writes to come (`repository.mark_unverified`)."""
+        """Write-ahead for the platform writes to come (`contact_states.mark_unverified`)."""
         ids = [s.contact_id for s in states if s is not None and s.id is not None]
         if ids:
             async with self.resources.sessions() as session, session.begin():
-                await repository.mark_unverified(session, self.account_id, ids)
+                await contact_states.mark_unverified(session, self.account_id, ids)
 
     async def save(self, state: ContactState) -> None:
         await self.commit([state], ())
@@ -107,5 +107,5 @@ class AccountSync:
             state.account_id = self.account_id
         async with self.resources.sessions() as session, session.begin():
             # Rows read in another session are re-attached, not re-read (no merge per row).
-            await repository.save_contact_states(session, states)
+            await contact_states.save_contact_states(session, states)
             await activity_log.add_activities(session, self.account_id, list(activities))

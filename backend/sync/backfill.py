@@ -17,7 +17,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from backend import jobs, repository
+from backend import backfills, jobs
 from backend.errors import Conflict, UpstreamError, UpstreamRateLimited, UpstreamUnavailable
 from backend.models import Activity, Backfill, BackfillState, utcnow
 from backend.providers.base import OPTED_OUT, Consent, EspStatus
@@ -44,10 +44,10 @@ async def start(resources: Resources, account_id: int, *, dry_run: bool,
                 new_subscribers_as: str) -> int:
     """A new run and its first page's job, in one transaction; 409 while one runs."""
     async with resources.sessions() as session, session.begin():
-        latest = await repository.latest_backfill(session, account_id)
+        latest = await backfills.latest_backfill(session, account_id)
         if latest is not None and latest.state == BackfillState.RUNNING:
             raise Conflict("a sync of existing leads is already running", code="backfill_running")
-        run = await repository.add_backfill(session, Backfill(
+        run = await backfills.add_backfill(session, Backfill(
             account_id=account_id, dry_run=dry_run, new_subscribers_as=new_subscribers_as,
             counts=empty_counts()))
         await jobs.enqueue(session, [BackfillPage(run.id).to_spec(account_id)])
@@ -57,7 +57,7 @@ async def start(resources: Resources, account_id: int, *, dry_run: bool,
 async def run_page(resources: Resources, account_id: int, backfill_id: int) -> None:
     ctx = await AccountSync.load(resources, account_id)
     async with resources.reads() as session:
-        run = await repository.get_backfill(session, account_id, backfill_id)
+        run = await backfills.get_backfill(session, account_id, backfill_id)
     if run is None or run.state != BackfillState.RUNNING:
         return
     if ctx is None:
@@ -135,7 +135,7 @@ def _as_new(decision: batch.Decision) -> batch.Decision:
 async def _advance(resources: Resources, run: Backfill, counts: dict[str, Any], leads: int,
                    has_next: bool) -> None:
     async with resources.sessions() as session, session.begin():
-        row = await repository.get_backfill(session, run.account_id, run.id)
+        row = await backfills.get_backfill(session, run.account_id, run.id)
         row.counts, row.total, row.done = counts, row.total + leads, row.done + leads
         row.next_page += 1
         if has_next:
@@ -147,6 +147,6 @@ async def _advance(resources: Resources, run: Backfill, counts: dict[str, Any], 
 
 async def _finish(resources: Resources, run: Backfill, state: str, error: str) -> None:
     async with resources.sessions() as session, session.begin():
-        row = await repository.get_backfill(session, run.account_id, run.id)
+        row = await backfills.get_backfill(session, run.account_id, run.id)
         row.state, row.error, row.finished_at = state, error, utcnow()
         session.add(row)

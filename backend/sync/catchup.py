@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from backend import jobs, repository
+from backend import contact_states, jobs, kommo_catchups, repository
 from backend.errors import PermanentRefusal, UpstreamError
 from backend.jobs import ClaimedJob, JobSpec
 from backend.kommo import events as kommo_events
@@ -88,12 +88,12 @@ async def run_due_catchups(resources: Resources, now: datetime) -> int:
     count as pending work in every account's stats and queue depth, forever."""
     seconds = interval(resources.settings)
     async with resources.sessions() as session, session.begin():
-        missing = await repository.accounts_without_catchup(session)
-        await repository.add_kommo_catchups(session, [
+        missing = await kommo_catchups.accounts_without_catchup(session)
+        await kommo_catchups.add_kommo_catchups(session, [
             KommoCatchup(account_id=account_id, cursor_at=_whole(now), seen={},
                          next_at=now + timedelta(seconds=seconds) + _offset(account_id, seconds))
             for account_id in missing])
-        due = await repository.claim_due_catchups(session, now, now + timedelta(seconds=seconds))
+        due = await kommo_catchups.claim_due_catchups(session, now, now + timedelta(seconds=seconds))
         await jobs.enqueue(session, [job_spec(account_id) for account_id in due])
     return len(due)
 
@@ -118,7 +118,7 @@ async def catch_up(resources: Resources, account_id: int, *, now: datetime | Non
     now = now or utcnow()
     async with resources.reads() as session:
         account = await repository.get_account(session, account_id)
-        row = await repository.get_kommo_catchup(session, account_id)
+        row = await kommo_catchups.get_kommo_catchup(session, account_id)
     if account is None or account.status != AccountStatus.ACTIVE:
         return Sweep(active=False)
     seconds = interval(resources.settings)
@@ -236,8 +236,8 @@ def _restart(row: KommoCatchup, now: datetime) -> None:
 async def _known(resources: Resources, ctx: AccountSync, events: list[Event]) -> catchup_plan.Known:
     leads, contacts = catchup_plan.by_entity(events)
     async with resources.reads() as session:
-        deciding = await repository.contact_states_deciding(session, ctx.account_id, list(leads))
-        states = await repository.get_contact_states(session, ctx.account_id, list(contacts))
+        deciding = await contact_states.contact_states_deciding(session, ctx.account_id, list(leads))
+        states = await contact_states.get_contact_states(session, ctx.account_id, list(contacts))
     return catchup_plan.Known(ctx.mapping, ctx.options, deciding, states)
 
 
@@ -245,4 +245,4 @@ async def _commit(resources: Resources, row: KommoCatchup, specs: list[JobSpec])
     """The reconciles and the cursor that no longer covers their events, together."""
     async with resources.sessions() as session, session.begin():
         await jobs.enqueue(session, specs)
-        await repository.save_kommo_catchup(session, row)
+        await kommo_catchups.save_kommo_catchup(session, row)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING
 
-from backend import echoes, repository
+from backend import contact_states, echoes, repository
 from backend.kommo import types
 from backend.models import ContactState
 from backend.providers.base import EspEvent, EspStatus, EventKind
@@ -38,7 +38,7 @@ async def apply_esp_event(resources: Resources, account_id: int, event: EspEvent
     async with resources.sessions() as session:
         if await repository.has_note_receipt(session, account_id, key):
             return
-        states = list(await repository.find_contact_states_by_email(session, account_id, email))
+        states = list(await contact_states.find_contact_states_by_email(session, account_id, email))
     if await _is_our_echo(ctx, event, key):
         await ctx.record(direction="to_kommo", outcome="skipped", email=email,
                          summary=f"unsubscribed at {ctx.platform} by a mailsync stage rule: no note")

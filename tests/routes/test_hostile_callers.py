@@ -11,7 +11,7 @@ from joserfc import jwt
 from joserfc.jwk import OctKey
 from sqlmodel import select
 
-from backend import repository
+from backend import contact_states, repository
 from backend.app import create_app
 from backend.models import ContactState, InboxEvent, Job
 from backend.settings import SANDBOX_CLIENT_SECRET
@@ -210,7 +210,7 @@ async def test_a_token_for_acme_never_reaches_betas_data(web, kommo, kommo_resou
     await install(web, kommo, ACME)
     await install(web, kommo, BETA)
     async with kommo_resources.sessions() as session, session.begin():
-        await repository.save_contact_state(session, ContactState(
+        await contact_states.save_contact_state(session, ContactState(
             account_id=BETA, contact_id=777, email="secret@beta.example", esp_status="active"))
     as_acme = {"X-Auth-Token": widget_token(kommo_settings, ACME)}
     as_beta = {"X-Auth-Token": widget_token(kommo_settings, BETA, subdomain="beta")}

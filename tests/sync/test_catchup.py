@@ -9,7 +9,7 @@ import httpx2
 import pytest
 from sqlmodel import delete, select
 
-from backend import repository
+from backend import kommo_catchups, repository
 from backend.errors import UpstreamUnavailable
 from backend.jobs import ClaimedJob
 from backend.kommo import install
@@ -44,7 +44,7 @@ async def account_row(world):
 
 async def cursor(world):
     async with world.resources.sessions() as session:
-        return await repository.get_kommo_catchup(session, ACCOUNT)
+        return await kommo_catchups.get_kommo_catchup(session, ACCOUNT)
 
 
 def sweep(world, **kwargs):
@@ -276,7 +276,7 @@ async def test_due_sweeps_are_enqueued_once_whoever_asks(hooked):
     now = utcnow().replace(microsecond=0)
     assert await catchup.run_due_catchups(world.resources, now) == 0  # first sweeps: one interval on
     async with world.resources.sessions() as session:
-        rows = {a: await repository.get_kommo_catchup(session, a) for a in (41, 42, ACCOUNT)}
+        rows = {a: await kommo_catchups.get_kommo_catchup(session, a) for a in (41, 42, ACCOUNT)}
     assert rows[42] is None  # not active
     assert [(rows[a].cursor_at, rows[a].next_at) for a in (41, ACCOUNT)] == [
         (now, now + timedelta(seconds=300 + (41 * 7919) % 300)),
@@ -287,7 +287,7 @@ async def test_due_sweeps_are_enqueued_once_whoever_asks(hooked):
     assert taken == [2, 0]
     assert sorted(j.account_id for j in await queued(world)) == [41, ACCOUNT]
     async with world.resources.sessions() as session:
-        assert (await repository.get_kommo_catchup(session, 41)).next_at == later + timedelta(seconds=300)
+        assert (await kommo_catchups.get_kommo_catchup(session, 41)).next_at == later + timedelta(seconds=300)
     assert await catchup.run_due_catchups(world.resources, later + timedelta(seconds=300)) == 2
     assert len(await queued(world)) == 2  # the pending ones absorbed the new ones
 

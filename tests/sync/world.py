@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx2
 
-from backend import activity_log, jobs, repository
+from backend import activity_log, contact_states, jobs, repository
 from backend.app import create_app
 from backend.models import EspConnection, MappingRule
 from backend.sandbox.kommo import KommoSandbox
@@ -149,7 +149,7 @@ class World:
 
     async def state(self, contact_id: int):
         async with self.resources.sessions() as session:
-            return await repository.get_contact_state(session, ACCOUNT, contact_id)
+            return await contact_states.get_contact_state(session, ACCOUNT, contact_id)
 
     async def deliver_opt_out(self, email: str, *, times: int = 1) -> list[int]:
         """The ESP tells us `email` unsubscribed, through our real webhook route."""

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from backend import repository
+from backend import backfills, repository
 from backend.errors import Unprocessable
 from backend.kommo.widget_auth import WidgetContext, widget_endpoint
 from backend.models import Backfill
@@ -56,7 +56,7 @@ def _body(run: Backfill | None) -> dict[str, Any]:
 @widget_endpoint()
 async def get_backfill(request: Request, ctx: WidgetContext) -> Response:
     async with request.app.state.resources.sessions() as session:
-        return JSONResponse(_body(await repository.latest_backfill(session, ctx.account_id)))
+        return JSONResponse(_body(await backfills.latest_backfill(session, ctx.account_id)))
 
 
 routes = [

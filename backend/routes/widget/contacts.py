@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from backend import repository
+from backend import contact_states
 from backend.errors import NotFound, Unprocessable
 from backend.inbox import Delivery
 from backend.kommo.widget_auth import WidgetContext, widget_endpoint
@@ -38,7 +38,7 @@ async def get_contact(request: Request, ctx: WidgetContext) -> Response:
     state = None
     if contact_id <= MAX_ID:  # the database refuses an out-of-range id rather than finding nothing
         async with request.app.state.resources.sessions() as session:
-            state = await repository.get_contact_state(session, ctx.account_id, contact_id)
+            state = await contact_states.get_contact_state(session, ctx.account_id, contact_id)
     if state is None:
         raise NotFound("mailsync has not synced this contact", code="contact_not_found")
     return JSONResponse(_contact_body(state, ctx.identity.is_admin))

@@ -7,7 +7,7 @@ import httpx2
 import pytest
 from sqlmodel import select
 
-from backend import activity_log, connections, jobs, repository
+from backend import activity_log, connections, contact_states, jobs, repository
 from backend.jobs import JobSpec
 from backend.models import Activity, ContactState, InboxEvent, Job
 from backend.sandbox.kommo_store import PIPELINE_ID
@@ -252,7 +252,7 @@ async def seed_contact(world, contact_id=4242, **fields):
                          esp_status="active", segments=[world.segments["qualified"]], lead_id=11,
                          last_synced_at=AT, **fields)
     async with world.resources.sessions() as session, session.begin():
-        await repository.save_contact_state(session, state)
+        await contact_states.save_contact_state(session, state)
 
 
 async def test_the_card_panel_reads_the_contacts_state(world, widget):

@@ -14,13 +14,12 @@ import asyncio
 import resource
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 
 from backend import backfills
 from backend.sync import backfill
-from bench.bulk import _floor, limited_world
-from tests.sync.world import ACCOUNT, HOSTS, PROPOSAL, QUALIFIED
+from bench.bulk import _floor, answered_calls, limited_world
+from tests.sync.world import ACCOUNT, PROPOSAL, QUALIFIED
 
 
 async def measure(kind: str, n: int, workdir: Path) -> list[dict]:
@@ -39,9 +38,7 @@ async def _run(world, kind: str, n: int, dry_run: bool) -> dict:
     elapsed = time.perf_counter() - started
     async with world.resources.sessions() as session:
         run = await backfills.latest_backfill(session, ACCOUNT)
-    answered = [r for r in world.router.requests if r.extensions.get("answered") != 429]
-    hosts = Counter(r.url.host for r in answered)
-    calls = {"kommo": hosts[HOSTS["kommo"]], kind: hosts[HOSTS[kind]]}
+    answered, calls = answered_calls(world)
     return {"phase": "preview" if dry_run else "sync", "state": run.state, "done": run.done,
             "new": run.counts["new_subscribers"], "seconds": elapsed, "calls": calls,
             "floor": _floor(answered, kind, calls),

@@ -61,12 +61,17 @@ async def _phase(world, name: str, leads: list[int], segment: str) -> dict:
     await world.drain(within=1800)
     elapsed = time.perf_counter() - started
     converged = sum(1 for i in range(len(leads)) if world.subscriber(f"c{i}@shop.io")[1] == {segment})
-    answered = [r for r in world.router.requests if r.extensions.get("answered") != 429]
-    hosts = Counter(r.url.host for r in answered)
-    calls = {"kommo": hosts[HOSTS["kommo"]], world.kind: hosts[HOSTS[world.kind]]}
+    answered, calls = answered_calls(world)
     refused = len(world.router.requests) - len(answered)
     return {"phase": name, "converged": converged, "seconds": elapsed, "calls": calls,
             "refused": refused, "floor": _floor(answered, world.kind, calls)}
+
+
+def answered_calls(world) -> tuple[list, dict[str, int]]:
+    """The requests the simulators answered (a refused 429 is not one), and how many per vendor."""
+    answered = [r for r in world.router.requests if r.extensions.get("answered") != 429]
+    hosts = Counter(r.url.host for r in answered)
+    return answered, {"kommo": hosts[HOSTS["kommo"]], world.kind: hosts[HOSTS[world.kind]]}
 
 
 def _floor(answered, kind: str, calls: dict[str, int]) -> float:
